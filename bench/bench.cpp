@@ -1,0 +1,115 @@
+// qbasicvsr-bench: milliseconds per frame and peak memory of one clip pass.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+
+#include "common/cli.h"
+#include "qbasicvsr/model_paths.h"
+#include "qbasicvsr/runtime.h"
+#include "qbasicvsr/upscaler.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "Usage: qbasicvsr-bench (-m MODEL | --arch C,N) --size HxW --frames T -p fp32 [--threads N]\n"
+    "                       [--runs R] [--json]\n"
+    "\n"
+    "Times one bidirectional pass over T random frames of HxW (LR) after a warm-up pass and\n"
+    "prints the median milliseconds per frame over R runs and the peak resident memory.\n"
+    "\n"
+    "Options:\n"
+    "  -m, --model M    model file or installed model name\n"
+    "  --arch C,N       random weights of C channels and N blocks (instead of -m)\n"
+    "  --size HxW       LR frame size (default 180x320)\n"
+    "  --frames T       frames per clip (default 4)\n"
+    "  -p, --precision  fp32\n"
+    "  --threads N      compute threads (default: one per core)\n"
+    "  --runs R         timed runs (default 3)\n"
+    "  --json           one JSON object on stdout\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace qbasicvsr;
+  cli::Args args("qbasicvsr-bench", kUsage);
+  args.value("-m", "--model");
+  args.value("", "--arch");
+  args.value("", "--size");
+  args.value("", "--frames");
+  args.value("-p", "--precision");
+  args.value("", "--threads");
+  args.value("", "--runs");
+  args.value("", "--device");
+  args.value("", "--bits");
+  args.flag("--json");
+  args.parse(argc, argv);
+  return cli::run_main("qbasicvsr-bench", [&] {
+    if (!args.positional().empty()) args.die("unexpected argument " + args.positional()[0]);
+    if (args.has("--model") == args.has("--arch")) args.die("give exactly one of -m MODEL or --arch C,N");
+    if (args.has("--bits"))
+      throw Error("--bits needs the quantization engine, which this version does not have yet");
+    int h = 180, w = 320;
+    if (args.has("--size") && std::sscanf(args.get("--size").c_str(), "%dx%d", &h, &w) != 2)
+      args.die("--size must be HxW, e.g. 180x320");
+    if (h < 1 || w < 1 || h > 4096 || w > 4096) args.die("--size out of range");
+    const int frames = static_cast<int>(args.get_int("--frames", 4, 1, 10000));
+    const int runs = static_cast<int>(args.get_int("--runs", 3, 1, 1000));
+    UpscalerOptions opts;
+    opts.precision = parse_precision(args.get("--precision", "fp32"));
+    opts.threads = static_cast<int>(args.get_int("--threads", 0, 0, 1024));
+    opts.device = args.get("--device", "cpu");
+
+    Model model;
+    std::string source;
+    if (args.has("--arch")) {
+      Architecture arch;
+      if (std::sscanf(args.get("--arch").c_str(), "%d,%d", &arch.channels, &arch.blocks) != 2)
+        args.die("--arch must be C,N, e.g. 64,30");
+      arch.hr_channels = 64;
+      model = random_model(arch, 1);
+      source = "random " + arch.summary();
+    } else {
+      source = resolve_model(args.get("--model"));
+      model = load_model(source);
+    }
+    Upscaler upscaler(model, opts);
+
+    std::mt19937 rng(7);
+    std::uniform_int_distribution<int> byte(0, 255);
+    std::vector<Image> clip(frames);
+    for (auto& f : clip) {
+      f.width = w;
+      f.height = h;
+      f.rgb.resize(static_cast<std::size_t>(w) * h * 3);
+      for (auto& b : f.rgb) b = static_cast<uint8_t>(byte(rng));
+    }
+    auto pass = [&] {
+      const auto t0 = std::chrono::steady_clock::now();
+      upscaler.upscale(clip, [](std::size_t, Image&&) {});
+      return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
+             frames;
+    };
+    pass();  // warm-up: first-touch of buffers, oneDNN primitive creation
+    std::vector<double> ms;
+    for (int r = 0; r < runs; ++r) ms.push_back(pass());
+    std::sort(ms.begin(), ms.end());
+    const double median = ms[ms.size() / 2];
+    const double rss = peak_rss_mb();
+    if (args.has("--json")) {
+      std::printf(
+          "{\"model\": \"%s\", \"precision\": \"%s\", \"device\": \"%s\", \"threads\": %d, "
+          "\"size\": [%d, %d], \"frames\": %d, \"runs\": %d, \"ms_per_frame\": %.2f, "
+          "\"ms_per_frame_min\": %.2f, \"ms_per_frame_max\": %.2f, \"peak_rss_mb\": %.1f}\n",
+          source.c_str(), precision_name(opts.precision), opts.device.c_str(), runtime_threads(), h, w,
+          frames, runs, median, ms.front(), ms.back(), rss);
+    } else {
+      std::printf(
+          "%s, %s, %d threads, %dx%d x %d frames: %.1f ms/frame (median of %d; min %.1f, "
+          "max %.1f), peak RSS %.0f MB\n",
+          source.c_str(), precision_name(opts.precision), runtime_threads(), h, w, frames, median, runs,
+          ms.front(), ms.back(), rss);
+    }
+    return 0;
+  });
+}

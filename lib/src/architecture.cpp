@@ -1,0 +1,127 @@
+#include "qbasicvsr/architecture.h"
+
+#include <nlohmann/json.hpp>
+
+#include "qbasicvsr/error.h"
+
+namespace qbasicvsr {
+
+namespace {
+
+constexpr int kMaxChannels = 1024;
+constexpr int kMaxBlocks = 200;
+// SPyNet basic module: five 7x7 convolutions 8->32->64->32->16->2.
+constexpr int kSpyChannels[6] = {8, 32, 64, 32, 16, 2};
+
+void add_conv(std::vector<TensorSpec>& v, const std::string& name, int64_t out, int64_t in, int64_t k) {
+  v.push_back({name + ".weight", {out, in, k, k}});
+  v.push_back({name + ".bias", {out}});
+}
+
+}  // namespace
+
+void Architecture::validate() const {
+  if (channels < 1 || channels > kMaxChannels)
+    throw Error("architecture: channels must be in 1.." + std::to_string(kMaxChannels));
+  if (blocks < 0 || blocks > kMaxBlocks)
+    throw Error("architecture: blocks must be in 0.." + std::to_string(kMaxBlocks));
+  if (hr_channels < 1 || hr_channels > kMaxChannels)
+    throw Error("architecture: hr_channels must be in 1.." + std::to_string(kMaxChannels));
+  if (scale != 4) throw Error("architecture: only scale 4 is supported");
+  if (spynet_levels != 6) throw Error("architecture: SPyNet must have 6 levels");
+}
+
+std::string Architecture::to_json() const {
+  nlohmann::json j = {{"network", "BasicVSR"},
+                      {"channels", channels},
+                      {"blocks", blocks},
+                      {"hr_channels", hr_channels},
+                      {"scale", scale},
+                      {"spynet_levels", spynet_levels},
+                      {"base_upsample", base_upsample == BaseUpsample::Bilinear ? "bilinear" : "bicubic"}};
+  return j.dump();
+}
+
+Architecture Architecture::from_json(const std::string& text) {
+  const auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) throw Error("architecture: metadata is not a JSON object");
+  if (j.value("network", std::string()) != "BasicVSR")
+    throw Error("architecture: network must be \"BasicVSR\"");
+  auto get_int = [&](const char* key, int fallback, bool required) {
+    if (!j.contains(key)) {
+      if (required) throw Error(std::string("architecture: missing field \"") + key + "\"");
+      return fallback;
+    }
+    const auto& v = j.at(key);
+    if (!v.is_number_integer() || v.get<int64_t>() < -1000000 || v.get<int64_t>() > 1000000)
+      throw Error(std::string("architecture: field \"") + key + "\" must be an integer");
+    return v.get<int>();
+  };
+  Architecture a;
+  a.channels = get_int("channels", 64, true);
+  a.blocks = get_int("blocks", 30, true);
+  a.hr_channels = get_int("hr_channels", 64, true);
+  a.scale = get_int("scale", 4, false);
+  a.spynet_levels = get_int("spynet_levels", 6, false);
+  const auto base = j.contains("base_upsample") && j["base_upsample"].is_string()
+                        ? j["base_upsample"].get<std::string>()
+                        : std::string("bilinear");
+  if (base == "bilinear") {
+    a.base_upsample = BaseUpsample::Bilinear;
+  } else if (base == "bicubic") {
+    a.base_upsample = BaseUpsample::Bicubic;
+  } else {
+    throw Error("architecture: base_upsample must be \"bilinear\" or \"bicubic\"");
+  }
+  a.validate();
+  return a;
+}
+
+std::string Architecture::summary() const {
+  return "C=" + std::to_string(channels) + " N=" + std::to_string(blocks) +
+         " hr=" + std::to_string(hr_channels) +
+         (base_upsample == BaseUpsample::Bilinear ? " base=bilinear" : " base=bicubic");
+}
+
+bool Architecture::operator==(const Architecture& o) const {
+  return channels == o.channels && blocks == o.blocks && hr_channels == o.hr_channels && scale == o.scale &&
+         spynet_levels == o.spynet_levels && base_upsample == o.base_upsample;
+}
+
+std::vector<TensorSpec> expected_tensors(const Architecture& arch) {
+  std::vector<TensorSpec> v;
+  for (int level = 0; level < arch.spynet_levels; ++level) {
+    for (int k = 0; k < 5; ++k) {
+      add_conv(v, "spynet.basic_module." + std::to_string(level) + ".basic_module." + std::to_string(2 * k),
+               kSpyChannels[k + 1], kSpyChannels[k], 7);
+    }
+  }
+  const int64_t c = arch.channels;
+  for (const char* branch : {"backward_trunk", "forward_trunk"}) {
+    const std::string b = branch;
+    add_conv(v, b + ".main.0", c, c + 3, 3);
+    for (int i = 0; i < arch.blocks; ++i) {
+      add_conv(v, b + ".main.2." + std::to_string(i) + ".conv1", c, c, 3);
+      add_conv(v, b + ".main.2." + std::to_string(i) + ".conv2", c, c, 3);
+    }
+  }
+  const int64_t h = arch.hr_channels;
+  add_conv(v, "fusion", c, 2 * c, 1);
+  add_conv(v, "upconv1", 4 * c, c, 3);
+  add_conv(v, "upconv2", 4 * h, c, 3);
+  add_conv(v, "conv_hr", h, h, 3);
+  add_conv(v, "conv_last", 3, h, 3);
+  return v;
+}
+
+int64_t parameter_count(const Architecture& arch) {
+  int64_t n = 0;
+  for (const auto& t : expected_tensors(arch)) {
+    int64_t k = 1;
+    for (auto d : t.shape) k *= d;
+    n += k;
+  }
+  return n;
+}
+
+}  // namespace qbasicvsr

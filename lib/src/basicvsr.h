@@ -1,0 +1,49 @@
+// The full-precision BasicVSR network (DESIGN.md section 2). Internal: includes ATen.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <utility>
+#include <vector>
+
+#include "qbasicvsr/model_file.h"
+#include "spynet.h"
+
+namespace qbasicvsr {
+
+class BasicVSR {
+ public:
+  explicit BasicVSR(const Model& model);
+
+  const Architecture& arch() const { return arch_; }
+
+  // flows_forward[i] = spynet(x[i+1], x[i]), flows_backward[i] = spynet(x[i], x[i+1]);
+  // lr is [T,3,H,W], each result [T-1,2,H,W].
+  std::pair<at::Tensor, at::Tensor> compute_flows(const at::Tensor& lr) const;
+
+  // Upscales lr [T,3,H,W] (RGB in [0,1]); calls sink(t, out[1,3,4H,4W]) for t = 0..T-1 in
+  // order, so that callers need not hold every high-resolution frame.
+  void forward(const at::Tensor& lr, const std::function<void(int64_t, const at::Tensor&)>& sink) const;
+  // All outputs as [T,3,4H,4W].
+  at::Tensor forward(const at::Tensor& lr) const;
+
+ private:
+  struct Trunk {
+    Conv input;
+    std::vector<std::pair<Conv, Conv>> blocks;
+    at::Tensor operator()(const at::Tensor& lr_frame, const at::Tensor& feat) const;
+  };
+  static Trunk make_trunk(const Model& model, const std::string& name);
+  // Fusion to conv_last on a band of feature rows (no base image).
+  at::Tensor reconstruct_band(const at::Tensor& backward_feat, const at::Tensor& forward_feat) const;
+  at::Tensor reconstruct(const at::Tensor& lr_frame, const at::Tensor& backward_feat,
+                         const at::Tensor& forward_feat) const;
+
+  Architecture arch_;
+  SpyNet spynet_;
+  Trunk backward_, forward_;
+  Conv fusion_, upconv1_, upconv2_, conv_hr_, conv_last_;
+};
+
+}  // namespace qbasicvsr

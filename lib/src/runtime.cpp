@@ -1,0 +1,40 @@
+#include "qbasicvsr/runtime.h"
+
+#include <ATen/Parallel.h>
+#include <malloc.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace qbasicvsr {
+
+void configure_runtime(int threads) {
+  static std::once_flag malloc_once;
+  std::call_once(malloc_once, [] {
+    const char* keep = std::getenv("QBASICVSR_KEEP_MALLOC");
+    if (keep && *keep && std::string(keep) != "0") return;
+    // No mmap for large blocks, and never trim the heap: freed feature maps get reused warm.
+    mallopt(M_MMAP_MAX, 0);
+    mallopt(M_TRIM_THRESHOLD, 0x7fffffff);
+  });
+  int n = threads;
+  if (n <= 0) n = static_cast<int>(std::thread::hardware_concurrency());
+  if (n <= 0) n = 1;
+  at::set_num_threads(n);
+}
+
+int runtime_threads() { return at::get_num_threads(); }
+
+double peak_rss_mb() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return 0.0;
+}
+
+}  // namespace qbasicvsr

@@ -1,0 +1,110 @@
+#include "spynet.h"
+
+#include <cmath>
+
+#include "qbasicvsr/error.h"
+
+namespace qbasicvsr {
+
+namespace {
+
+// ImageNet statistics the SPyNet weights were trained with.
+constexpr float kMean[3] = {0.485f, 0.456f, 0.406f};
+constexpr float kStd[3] = {0.229f, 0.224f, 0.225f};
+constexpr int kPyramidSteps = SpyNet::kLevels - 1;
+
+at::Tensor resize_bilinear(const at::Tensor& x, int64_t h, int64_t w, bool align_corners) {
+  if (x.size(2) == h && x.size(3) == w && !align_corners) return x;
+  return at::upsample_bilinear2d(x, {h, w}, align_corners);
+}
+
+}  // namespace
+
+at::Tensor to_tensor(const HostTensor& t) {
+  const auto values = t.to_f32();
+  return at::from_blob(const_cast<float*>(values.data()), t.shape, at::kFloat).clone();
+}
+
+Conv Conv::from_weights(const std::map<std::string, HostTensor>& weights, const std::string& name) {
+  const auto w = weights.find(name + ".weight");
+  const auto b = weights.find(name + ".bias");
+  if (w == weights.end() || b == weights.end()) throw Error("model: missing convolution " + name);
+  Conv c;
+  c.weight = to_tensor(w->second).contiguous(at::MemoryFormat::ChannelsLast);
+  c.bias = to_tensor(b->second);
+  c.padding = c.weight.size(2) / 2;
+  return c;
+}
+
+at::Tensor Conv::operator()(const at::Tensor& x) const {
+  return at::conv2d(x, weight, bias, {1, 1}, {padding, padding});
+}
+
+at::Tensor flow_warp(const at::Tensor& x, const at::Tensor& flow, bool border) {
+  const int64_t h = x.size(2), w = x.size(3);
+  const auto opts = flow.options();
+  // Normalised sampling grid: (p + flow) mapped to [-1, 1] with align_corners=True.
+  const auto gx = at::arange(w, opts).view({1, 1, w});
+  const auto gy = at::arange(h, opts).view({1, h, 1});
+  const double sx = 2.0 / std::max<int64_t>(w - 1, 1), sy = 2.0 / std::max<int64_t>(h - 1, 1);
+  const auto vx = (flow.select(1, 0) + gx) * sx - 1.0;
+  const auto vy = (flow.select(1, 1) + gy) * sy - 1.0;
+  const auto grid = at::stack({vx, vy}, 3);
+  // grid_sampler modes: interpolation 0 = bilinear; padding 0 = zeros, 1 = border.
+  return at::grid_sampler(x, grid, 0, border ? 1 : 0, true);
+}
+
+SpyNet::SpyNet(const std::map<std::string, HostTensor>& weights) {
+  for (int level = 0; level < kLevels; ++level) {
+    for (int k = 0; k < 5; ++k) {
+      levels_[level].push_back(Conv::from_weights(weights, "spynet.basic_module." + std::to_string(level) +
+                                                               ".basic_module." + std::to_string(2 * k)));
+    }
+  }
+  mean_ = at::tensor(at::ArrayRef<float>(kMean, 3)).view({1, 3, 1, 1});
+  std_ = at::tensor(at::ArrayRef<float>(kStd, 3)).view({1, 3, 1, 1});
+}
+
+at::Tensor SpyNet::process(const at::Tensor& ref_in, const at::Tensor& supp_in) const {
+  std::vector<at::Tensor> ref{(ref_in - mean_) / std_};
+  std::vector<at::Tensor> supp{(supp_in - mean_) / std_};
+  for (int i = 0; i < kPyramidSteps; ++i) {
+    // avg_pool2d(kernel 2, stride 2, no padding, ceil_mode false, count_include_pad false)
+    ref.insert(ref.begin(), at::avg_pool2d(ref.front(), {2, 2}, {2, 2}, {0, 0}, false, false));
+    supp.insert(supp.begin(), at::avg_pool2d(supp.front(), {2, 2}, {2, 2}, {0, 0}, false, false));
+  }
+  // Zero flow at the coarsest level: the same as upsampling a zero flow from half its size.
+  at::Tensor flow;
+  for (int level = 0; level < kLevels; ++level) {
+    at::Tensor up = level == 0
+                        ? at::zeros({ref[0].size(0), 2, ref[0].size(2), ref[0].size(3)}, ref[0].options())
+                        : resize_bilinear(flow, flow.size(2) * 2, flow.size(3) * 2, true) * 2.0;
+    const int64_t th = ref[level].size(2), tw = ref[level].size(3);
+    // An odd pyramid size leaves the upsampled flow one short: repeat the last row/column.
+    if (up.size(2) != th) up = at::replication_pad2d(up, {0, 0, 0, th - up.size(2)});
+    if (up.size(3) != tw) up = at::replication_pad2d(up, {0, tw - up.size(3), 0, 0});
+    at::Tensor x = at::cat({ref[level], flow_warp(supp[level], up, true), up}, 1)
+                       .contiguous(at::MemoryFormat::ChannelsLast);
+    const auto& convs = levels_[level];
+    for (std::size_t k = 0; k < convs.size(); ++k) {
+      x = convs[k](x);
+      if (k + 1 < convs.size()) x.relu_();
+    }
+    flow = x + up;
+  }
+  return flow;
+}
+
+at::Tensor SpyNet::flow(const at::Tensor& ref, const at::Tensor& supp) const {
+  const int64_t h = ref.size(2), w = ref.size(3);
+  const int64_t hu = (h + 31) / 32 * 32, wu = (w + 31) / 32 * 32;
+  const auto r = at::upsample_bilinear2d(ref, {hu, wu}, false);
+  const auto s = at::upsample_bilinear2d(supp, {hu, wu}, false);
+  at::Tensor flow = at::upsample_bilinear2d(process(r, s), {h, w}, false).contiguous();
+  const auto scale = at::tensor({static_cast<float>(w) / static_cast<float>(wu),
+                                 static_cast<float>(h) / static_cast<float>(hu)})
+                         .view({1, 2, 1, 1});
+  return flow * scale;
+}
+
+}  // namespace qbasicvsr

@@ -1,0 +1,159 @@
+// SPyNet, warping and the BasicVSR network on analytically known cases.
+#include <gtest/gtest.h>
+
+#include "basicvsr.h"
+#include "qbasicvsr/error.h"
+#include "qbasicvsr/runtime.h"
+#include "qbasicvsr/upscaler.h"
+#include "spynet.h"
+
+using namespace qbasicvsr;
+
+namespace {
+
+Architecture tiny() {
+  Architecture a;
+  a.channels = 4;
+  a.blocks = 1;
+  a.hr_channels = 4;
+  return a;
+}
+
+// A model whose SPyNet is all zero except the bias of the last conv of `level` (if >= 0).
+Model spynet_bias_model(int level, float bx, float by) {
+  Model m = random_model(tiny(), 5);
+  for (auto& [name, t] : m.weights) {
+    if (name.rfind("spynet.", 0) == 0) t = HostTensor::from_f32(t.shape, std::vector<float>(t.numel(), 0.0f));
+  }
+  if (level >= 0)
+    m.weights["spynet.basic_module." + std::to_string(level) + ".basic_module.8.bias"] =
+        HostTensor::from_f32({2}, {bx, by});
+  return m;
+}
+
+float max_abs(const at::Tensor& t) { return t.abs().max().item<float>(); }
+
+class NetworkTest : public ::testing::Test {
+ protected:
+  void SetUp() override { configure_runtime(2); }
+  c10::InferenceMode guard;
+};
+
+}  // namespace
+
+TEST_F(NetworkTest, IntegerFlowMovesPixelsExactly) {
+  const at::Tensor x = at::rand({1, 2, 5, 6});
+  at::Tensor flow = at::zeros({1, 2, 5, 6});
+  flow.select(1, 0).fill_(1.0);  // sample one pixel to the right
+  flow.select(1, 1).fill_(2.0);  // and two rows down
+  const at::Tensor zeros = flow_warp(x, flow, false);
+  const at::Tensor border = flow_warp(x, flow, true);
+  for (int y = 0; y < 5; ++y) {
+    for (int xx = 0; xx < 6; ++xx) {
+      const bool inside = y + 2 < 5 && xx + 1 < 6;
+      const at::Tensor expect_border = x.select(2, std::min(y + 2, 4)).select(2, std::min(xx + 1, 5));
+      const at::Tensor got_zero = zeros.select(2, y).select(2, xx);
+      const at::Tensor got_border = border.select(2, y).select(2, xx);
+      if (inside) {
+        EXPECT_LT(max_abs(got_zero - expect_border), 1e-6f) << y << "," << xx;
+        EXPECT_LT(max_abs(got_border - expect_border), 1e-6f);
+      } else {
+        EXPECT_LT(max_abs(got_zero), 1e-6f) << "zeros padding outside at " << y << "," << xx;
+        EXPECT_LT(max_abs(got_border - expect_border), 1e-6f) << "border repeats the edge";
+      }
+    }
+  }
+}
+
+TEST_F(NetworkTest, ConstantResidualsDoubleAtEachFinerLevel) {
+  // A constant residual b added at pyramid level k reaches the 1/1 level multiplied by
+  // 2^(5-k) (each level upsamples and doubles the flow); the result is then resized to HxW
+  // and scaled by w/w_up, h/h_up. Here 50x70 runs at 64x96.
+  const int64_t h = 50, w = 70;
+  const at::Tensor ref = at::rand({1, 3, h, w}), supp = at::rand({1, 3, h, w});
+  for (int level : {0, 3, 5}) {
+    const SpyNet net(spynet_bias_model(level, 0.5f, -0.25f).weights);
+    const at::Tensor flow = net.flow(ref, supp);
+    const float gain = static_cast<float>(1 << (5 - level));
+    EXPECT_LT(max_abs(flow.select(1, 0) - 0.5f * gain * 70.0f / 96.0f), 1e-5f) << level;
+    EXPECT_LT(max_abs(flow.select(1, 1) + 0.25f * gain * 50.0f / 64.0f), 1e-5f) << level;
+  }
+  // Every level at once: 1 + 2 + 4 + 8 + 16 + 32 = 63.
+  Model all = spynet_bias_model(-1, 0, 0);
+  for (int level = 0; level < 6; ++level)
+    all.weights["spynet.basic_module." + std::to_string(level) + ".basic_module.8.bias"] =
+        HostTensor::from_f32({2}, {1.0f, 1.0f});
+  const at::Tensor flow = SpyNet(all.weights).flow(ref, supp);
+  EXPECT_LT(max_abs(flow.select(1, 0) - 63.0f * 70.0f / 96.0f), 1e-4f);
+  EXPECT_LT(max_abs(flow.select(1, 1) - 63.0f * 50.0f / 64.0f), 1e-4f);
+}
+
+TEST_F(NetworkTest, ZeroSpyNetGivesZeroFlow) {
+  const SpyNet net(spynet_bias_model(-1, 0, 0).weights);
+  EXPECT_EQ(max_abs(net.flow(at::rand({2, 3, 33, 65}), at::rand({2, 3, 33, 65}))), 0.0f);
+}
+
+TEST_F(NetworkTest, ZeroOutputConvGivesTheBilinearBase) {
+  Model m = random_model(tiny(), 9);
+  m.weights["conv_last.weight"] = HostTensor::from_f32({3, 4, 3, 3}, std::vector<float>(108, 0.0f));
+  const BasicVSR net(m);
+  const at::Tensor lr = at::rand({3, 3, 9, 13});
+  const at::Tensor out = net.forward(lr);
+  const at::Tensor base = at::upsample_bilinear2d(lr, {36, 52}, false);
+  EXPECT_LT(max_abs(out - base), 1e-6f);
+}
+
+TEST_F(NetworkTest, AnySizeAndLengthGivesFourTimesTheFrames) {
+  const BasicVSR net(random_model(tiny(), 2));
+  for (auto [t, h, w] : std::vector<std::array<int64_t, 3>>{{1, 1, 1}, {2, 5, 7}, {4, 99, 17}, {1, 70, 3}}) {
+    const at::Tensor out = net.forward(at::rand({t, 3, h, w}));
+    EXPECT_EQ(out.sizes().vec(), (std::vector<int64_t>{t, 3, 4 * h, 4 * w}));
+    EXPECT_TRUE(at::isfinite(out).all().item<bool>());
+  }
+}
+
+TEST_F(NetworkTest, FlowsFollowTheDesignConvention) {
+  // flows_backward[i] = spynet(x_i, x_{i+1}) and flows_forward[i] = spynet(x_{i+1}, x_i).
+  const Model m = random_model(tiny(), 4, 1.0f);
+  const BasicVSR net(m);
+  const SpyNet spy(m.weights);
+  const at::Tensor lr = at::rand({3, 3, 20, 24});
+  const auto [fwd, bwd] = net.compute_flows(lr);
+  for (int64_t i = 0; i < 2; ++i) {
+    EXPECT_LT(max_abs(bwd.narrow(0, i, 1) - spy.flow(lr.narrow(0, i, 1), lr.narrow(0, i + 1, 1))), 1e-5f);
+    EXPECT_LT(max_abs(fwd.narrow(0, i, 1) - spy.flow(lr.narrow(0, i + 1, 1), lr.narrow(0, i, 1))), 1e-5f);
+  }
+}
+
+TEST(Upscaler, RejectsClipsWithMixedFrameSizes) {
+  Upscaler up(random_model(tiny(), 1), UpscalerOptions{});
+  std::vector<Image> frames(2);
+  frames[0] = {4, 3, std::vector<uint8_t>(36, 10)};
+  frames[1] = {5, 3, std::vector<uint8_t>(45, 10)};
+  try {
+    up.upscale(frames, [](std::size_t, Image&&) {});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("frame 1 is 5x3"), std::string::npos);
+  }
+}
+
+TEST(Upscaler, UnsupportedSettingsAreErrors) {
+  UpscalerOptions gpu;
+  gpu.device = "cuda";
+  EXPECT_THROW(Upscaler(random_model(tiny(), 1), gpu), Error);
+  EXPECT_THROW(parse_precision("int4"), Error);
+}
+
+TEST(Upscaler, EmitsEveryFrameInOrderAtFourTimesTheSize) {
+  Upscaler up(random_model(tiny(), 1), UpscalerOptions{});
+  std::vector<Image> frames(3, Image{7, 5, std::vector<uint8_t>(105, 128)});
+  std::vector<std::size_t> order;
+  up.upscale(frames, [&](std::size_t i, Image&& out) {
+    order.push_back(i);
+    EXPECT_EQ(out.width, 28);
+    EXPECT_EQ(out.height, 20);
+    EXPECT_EQ(out.rgb.size(), 28u * 20u * 3u);
+  });
+  EXPECT_EQ(order, (std::vector<std::size_t>{0, 1, 2}));
+}
