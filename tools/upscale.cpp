@@ -62,7 +62,13 @@ int main(int argc, char** argv) {
     const auto files = list_png_files(input);
     std::vector<Image> frames;
     frames.reserve(files.size());
-    for (const auto& f : files) frames.push_back(read_png(f));
+    for (const auto& f : files) {
+      frames.push_back(read_png(f));
+      if (frames.back().width != frames[0].width || frames.back().height != frames[0].height)
+        throw Error(f + " is " + std::to_string(frames.back().width) + "x" +
+                    std::to_string(frames.back().height) + ", the clip's frames are " +
+                    std::to_string(frames[0].width) + "x" + std::to_string(frames[0].height));
+    }
     fs::create_directories(output, ec);
     if (!fs::is_directory(output, ec)) throw Error(output + ": cannot create output folder");
 

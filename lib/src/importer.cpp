@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <regex>
 
@@ -32,6 +33,9 @@ const char* format_name(CheckpointFormat f) {
 }
 
 bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
+
+// Provenance keeps file names, not the importing machine's directories.
+std::string basename(const std::string& path) { return std::filesystem::path(path).filename().string(); }
 
 // mmagic/mmedit key (without "generator.") -> canonical BasicSR key; empty if not a weight.
 std::string canonical_from_mmagic(const std::string& key) {
@@ -197,7 +201,7 @@ Model import_checkpoint(const std::string& checkpoint, const std::vector<std::st
   } catch (const Error& e) {
     throw Error(checkpoint + ": " + e.what());
   }
-  nlohmann::json prov = {{"source", checkpoint},
+  nlohmann::json prov = {{"source", basename(checkpoint)},
                          {"source_sha256", file_sha256(checkpoint)},
                          {"source_format", format_name(rep.format)},
                          {"state_dict_key", rep.state_dict_key},

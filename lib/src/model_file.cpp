@@ -84,9 +84,10 @@ SafetensorsFile parse_safetensors(const uint8_t* data, std::size_t size) {
       throw Error(where + ": data_offsets must be two non-negative integers");
     const uint64_t begin = entry["data_offsets"][0].get<uint64_t>();
     const uint64_t end = entry["data_offsets"][1].get<uint64_t>();
-    if (begin > end || end > buffer_size)
-      throw Error(where + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
-                  "] outside the " + std::to_string(buffer_size) + "-byte data section");
+    if (begin > end) throw Error(where + ": data_offsets are reversed");
+    if (end > buffer_size)
+      throw Error("model file is truncated: " + where + " ends at byte " + std::to_string(end) + " of a " +
+                  std::to_string(buffer_size) + "-byte data section");
     uint64_t nbytes = 0;
     if (!checked_mul(numel, dtype_size(t.dtype), &nbytes) || nbytes != end - begin)
       throw Error(where + ": " + std::to_string(end - begin) + " bytes of data for shape " +

@@ -109,7 +109,9 @@ class T7Reader {
         if (nd < 0 || nd > 8) fail("bad tensor rank");
         for (int32_t i = 0; i < nd; ++i) v->size.push_back(i64());
         for (int32_t i = 0; i < nd; ++i) v->stride.push_back(i64());
-        v->offset = i64() - 1;  // stored 1-based
+        const int64_t offset = i64();  // 1-based
+        if (offset < 0 || offset > (1ll << 40)) fail("bad tensor offset");
+        v->offset = offset - 1;
         v->storage = read(depth + 1);
         if (v->storage->tag != kTorch && v->storage->tag != kNil) fail("tensor storage is not a storage");
       } else {
@@ -199,7 +201,7 @@ HostTensor tensor_f32(const T7Value* v, const std::string& what) {
 
 int64_t number_field(const T7Value* obj, const char* key) {
   const T7Value* v = obj->field(key);
-  if (!v || v->tag != kNumber) return -1;
+  if (!v || v->tag != kNumber || !(v->number >= 0 && v->number <= 1e6)) return -1;
   return static_cast<int64_t>(v->number);
 }
 
@@ -215,7 +217,8 @@ std::vector<Conv2dWeights> parse_t7_convolutions(const std::vector<uint8_t>& byt
   if (!modules || modules->tag != kTable) throw Error("Torch7 file: nn.Sequential has no modules");
   std::map<int, const T7Value*> ordered;
   for (const auto& [k, v] : modules->table) {
-    if (k->tag != kNumber || k->number < 1 || k->number > 1000) throw Error("Torch7 file: bad module index");
+    if (k->tag != kNumber || !(k->number >= 1 && k->number <= 1000))
+      throw Error("Torch7 file: bad module index");
     ordered[static_cast<int>(k->number)] = v;
   }
   std::vector<Conv2dWeights> convs;

@@ -18,7 +18,11 @@ using Kind = PyValue::Kind;
 constexpr uint8_t kLegacyMagic[10] = {0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
 constexpr int64_t kLegacyProtocol = 1001;
 // Cap on values one pickle may create: far above any checkpoint, far below memory exhaustion.
-constexpr std::size_t kMaxValues = 20'000'000;
+constexpr std::size_t kMaxValues = 2'000'000;
+// Largest tensor materialised: far above any BasicVSR weight, small enough to allocate.
+constexpr uint64_t kMaxTensorBytes = 1ull << 31;
+// Deflate cannot expand data by more than about 1032:1; larger claims are corrupt.
+constexpr uint64_t kMaxInflateRatio = 1032;
 
 bool storage_dtype(const std::string& name, DType* dtype) {
   static const std::pair<const char*, DType> kTypes[] = {
@@ -447,11 +451,13 @@ struct ZipCloser {
   void operator()(zip_t* z) const { zip_discard(z); }
 };
 
-std::vector<uint8_t> read_zip_entry(zip_t* z, zip_int64_t index, const std::string& name) {
+std::vector<uint8_t> read_zip_entry(zip_t* z, zip_int64_t index, const std::string& name,
+                                    std::size_t archive_size) {
   zip_stat_t st;
   if (zip_stat_index(z, index, 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE))
     throw Error("checkpoint archive: cannot stat " + name);
-  if (st.size > (1ull << 34)) throw Error("checkpoint archive: entry " + name + " is too large");
+  if (st.size > (1ull << 34) || st.size > archive_size * kMaxInflateRatio)
+    throw Error("checkpoint archive: entry " + name + " claims an impossible size");
   zip_file_t* f = zip_fopen_index(z, index, 0);
   if (!f) throw Error("checkpoint archive: cannot open " + name + ": " + zip_strerror(z));
   std::vector<uint8_t> data(st.size);
@@ -508,18 +514,18 @@ TorchCheckpoint TorchCheckpoint::parse(std::vector<uint8_t> bytes) {
     if (pkl < 0) throw Error("checkpoint archive: no data.pkl (not a torch.save file)");
     const auto bo = entries.find(prefix + "byteorder");
     if (bo != entries.end()) {
-      const auto order = read_zip_entry(z.get(), bo->second, "byteorder");
+      const auto order = read_zip_entry(z.get(), bo->second, "byteorder", bytes.size());
       if (std::string(order.begin(), order.end()) != "little")
         throw Error("checkpoint archive: big-endian checkpoints are not supported");
     }
-    const auto program = read_zip_entry(z.get(), pkl, "data.pkl");
+    const auto program = read_zip_entry(z.get(), pkl, "data.pkl", bytes.size());
     Unpickler u(ckpt, program.data(), program.size());
     ckpt.root_ = u.run();
     for (const auto& [key, info] : u.storages) {
       const std::string name = prefix + "data/" + key;
       const auto it = entries.find(name);
       if (it == entries.end()) throw Error("checkpoint archive: missing storage " + name);
-      auto data = read_zip_entry(z.get(), it->second, name);
+      auto data = read_zip_entry(z.get(), it->second, name, bytes.size());
       if (data.size() < static_cast<std::size_t>(info.second) * dtype_size(info.first))
         throw Error("checkpoint archive: storage " + key + " is shorter than declared");
       ckpt.storages_[key] = std::move(data);
@@ -601,8 +607,10 @@ HostTensor TorchCheckpoint::materialize(const TensorView& view) const {
         throw Error("checkpoint: tensor is too large");
       last += (s - 1) * st;
       numel *= s;
-      if (numel > (1ull << 34)) throw Error("checkpoint: tensor is too large");
+      if (numel > kMaxTensorBytes / elem) throw Error("checkpoint: tensor is too large");
     }
+    // Only stride-0 (expanded) views can be larger than their storage; cap them too.
+    if (numel > 64 * std::max<uint64_t>(avail, 1024)) throw Error("checkpoint: tensor is too large");
     if (last >= avail) throw Error("checkpoint: tensor view exceeds its storage");
   }
   HostTensor t;

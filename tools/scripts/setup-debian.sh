@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine (as root) and builds qbasicvsr into ./build.
+# Everything comes from Debian's archive; run again to rebuild.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+packages=(
+  g++ meson ninja-build pkg-config ccache
+  libtorch-dev python3-torch python3-numpy
+  nlohmann-json3-dev libzip-dev libpng-dev libgtest-dev
+  clang clang-format libclang-rt-14-dev
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -f build/build.ninja ]; then
+  meson setup build --buildtype=release -Doptimization=2 -Dwerror=true
+fi
+ninja -C build
