@@ -122,6 +122,27 @@ HostTensor HostTensor::from_f32(std::vector<int64_t> shape, const std::vector<fl
   return t;
 }
 
+HostTensor gather_strided(DType dtype, const uint8_t* storage, int64_t offset,
+                          const std::vector<int64_t>& size, const std::vector<int64_t>& stride) {
+  HostTensor t;
+  t.dtype = dtype;
+  t.shape = size;
+  const std::size_t elem = dtype_size(dtype);
+  const auto numel = static_cast<std::size_t>(t.numel());
+  t.bytes.resize(numel * elem);
+  std::vector<int64_t> idx(size.size(), 0);
+  for (std::size_t i = 0; i < numel; ++i) {
+    int64_t off = offset;
+    for (std::size_t d = 0; d < idx.size(); ++d) off += idx[d] * stride[d];
+    std::memcpy(t.bytes.data() + i * elem, storage + off * static_cast<int64_t>(elem), elem);
+    for (std::size_t d = idx.size(); d-- > 0;) {
+      if (++idx[d] < size[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return t;
+}
+
 std::string shape_string(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (std::size_t i = 0; i < shape.size(); ++i) {

@@ -182,20 +182,7 @@ HostTensor tensor_f32(const T7Value* v, const std::string& what) {
     if (numel > (1ll << 30)) throw Error("Torch7 file: " + what + " is too large");
   }
   if (v->offset < 0 || last >= avail) throw Error("Torch7 file: " + what + " exceeds its storage");
-  HostTensor raw;
-  raw.dtype = v->dtype;
-  raw.shape = v->size;
-  raw.bytes.resize(static_cast<std::size_t>(numel) * elem);
-  std::vector<int64_t> idx(v->size.size(), 0);
-  for (int64_t i = 0; i < numel; ++i) {
-    int64_t off = v->offset;
-    for (std::size_t d = 0; d < idx.size(); ++d) off += idx[d] * v->stride[d];
-    std::memcpy(raw.bytes.data() + i * elem, s->data.data() + off * elem, elem);
-    for (std::size_t d = idx.size(); d-- > 0;) {
-      if (++idx[d] < v->size[d]) break;
-      idx[d] = 0;
-    }
-  }
+  const HostTensor raw = gather_strided(v->dtype, s->data.data(), v->offset, v->size, v->stride);
   return HostTensor::from_f32(raw.shape, raw.to_f32());
 }
 

@@ -613,23 +613,7 @@ HostTensor TorchCheckpoint::materialize(const TensorView& view) const {
     if (numel > 64 * std::max<uint64_t>(avail, 1024)) throw Error("checkpoint: tensor is too large");
     if (last >= avail) throw Error("checkpoint: tensor view exceeds its storage");
   }
-  HostTensor t;
-  t.dtype = view.dtype;
-  t.shape = view.size;
-  t.bytes.resize(numel * elem);
-  const uint8_t* src = it->second.data();
-  const std::size_t nd = view.size.size();
-  std::vector<int64_t> idx(nd, 0);
-  for (uint64_t i = 0; i < numel; ++i) {
-    int64_t off = view.offset;
-    for (std::size_t d = 0; d < nd; ++d) off += idx[d] * view.stride[d];
-    std::memcpy(t.bytes.data() + i * elem, src + off * elem, elem);
-    for (std::size_t d = nd; d-- > 0;) {
-      if (++idx[d] < view.size[d]) break;
-      idx[d] = 0;
-    }
-  }
-  return t;
+  return gather_strided(view.dtype, it->second.data(), view.offset, view.size, view.stride);
 }
 
 }  // namespace qbasicvsr

@@ -8,22 +8,15 @@
 #include "qbasicvsr/model_file.h"
 #include "qbasicvsr/torch7.h"
 #include "qbasicvsr/torch_checkpoint.h"
+#include "test_util.h"
 
 using namespace qbasicvsr;
+using test::error_of;
 using Kind = PyValue::Kind;
 
 namespace {
 
 const std::string kFixtures = QBASICVSR_FIXTURES;
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 std::vector<float> values(const TorchCheckpoint& c, PyRef sd, const std::string& key) {
   PyRef t = sd->get(key);

@@ -5,19 +5,12 @@
 
 #include "qbasicvsr/error.h"
 #include "qbasicvsr/model_file.h"
+#include "test_util.h"
 
 using namespace qbasicvsr;
+using test::error_of;
 
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 std::vector<uint8_t> raw_file(const std::string& header, const std::vector<uint8_t>& data = {}) {
   std::vector<uint8_t> out(8);
@@ -30,14 +23,6 @@ std::vector<uint8_t> raw_file(const std::string& header, const std::vector<uint8
 
 std::string parse_error(const std::vector<uint8_t>& bytes) {
   return error_of([&] { parse_safetensors(bytes.data(), bytes.size()); });
-}
-
-Architecture tiny() {
-  Architecture a;
-  a.channels = 4;
-  a.blocks = 1;
-  a.hr_channels = 4;
-  return a;
 }
 
 }  // namespace
@@ -111,7 +96,7 @@ TEST(Safetensors, RejectsBadJsonAndEntries) {
 }
 
 TEST(Model, SaveLoadRoundTrip) {
-  const Model m = random_model(tiny(), 3);
+  const Model m = random_model(test::tiny_arch(), 3);
   const auto file = model_to_safetensors(m);
   const auto bytes = serialize_safetensors(file);
   const Model back = model_from_safetensors(parse_safetensors(bytes.data(), bytes.size()));
@@ -122,7 +107,7 @@ TEST(Model, SaveLoadRoundTrip) {
 }
 
 TEST(Model, NamesTheFirstProblem) {
-  Model m = random_model(tiny(), 1);
+  Model m = random_model(test::tiny_arch(), 1);
   auto check = [](Model bad, const std::string& expect) {
     const auto err = error_of([&] { bad.validate(); });
     EXPECT_NE(err.find(expect), std::string::npos) << err;

@@ -6,22 +6,16 @@
 #include "qbasicvsr/runtime.h"
 #include "qbasicvsr/upscaler.h"
 #include "spynet.h"
+#include "test_util.h"
 
 using namespace qbasicvsr;
+using test::error_of;
 
 namespace {
 
-Architecture tiny() {
-  Architecture a;
-  a.channels = 4;
-  a.blocks = 1;
-  a.hr_channels = 4;
-  return a;
-}
-
 // A model whose SPyNet is all zero except the bias of the last conv of `level` (if >= 0).
 Model spynet_bias_model(int level, float bx, float by) {
-  Model m = random_model(tiny(), 5);
+  Model m = random_model(test::tiny_arch(), 5);
   for (auto& [name, t] : m.weights) {
     if (name.rfind("spynet.", 0) == 0) t = HostTensor::from_f32(t.shape, std::vector<float>(t.numel(), 0.0f));
   }
@@ -94,7 +88,7 @@ TEST_F(NetworkTest, ZeroSpyNetGivesZeroFlow) {
 }
 
 TEST_F(NetworkTest, ZeroOutputConvGivesTheBilinearBase) {
-  Model m = random_model(tiny(), 9);
+  Model m = random_model(test::tiny_arch(), 9);
   m.weights["conv_last.weight"] = HostTensor::from_f32({3, 4, 3, 3}, std::vector<float>(108, 0.0f));
   const BasicVSR net(m);
   const at::Tensor lr = at::rand({3, 3, 9, 13});
@@ -104,7 +98,7 @@ TEST_F(NetworkTest, ZeroOutputConvGivesTheBilinearBase) {
 }
 
 TEST_F(NetworkTest, AnySizeAndLengthGivesFourTimesTheFrames) {
-  const BasicVSR net(random_model(tiny(), 2));
+  const BasicVSR net(random_model(test::tiny_arch(), 2));
   for (auto [t, h, w] : std::vector<std::array<int64_t, 3>>{{1, 1, 1}, {2, 5, 7}, {4, 99, 17}, {1, 70, 3}}) {
     const at::Tensor out = net.forward(at::rand({t, 3, h, w}));
     EXPECT_EQ(out.sizes().vec(), (std::vector<int64_t>{t, 3, 4 * h, 4 * w}));
@@ -114,7 +108,7 @@ TEST_F(NetworkTest, AnySizeAndLengthGivesFourTimesTheFrames) {
 
 TEST_F(NetworkTest, FlowsFollowTheDesignConvention) {
   // flows_backward[i] = spynet(x_i, x_{i+1}) and flows_forward[i] = spynet(x_{i+1}, x_i).
-  const Model m = random_model(tiny(), 4, 1.0f);
+  const Model m = random_model(test::tiny_arch(), 4, 1.0f);
   const BasicVSR net(m);
   const SpyNet spy(m.weights);
   const at::Tensor lr = at::rand({3, 3, 20, 24});
@@ -126,7 +120,7 @@ TEST_F(NetworkTest, FlowsFollowTheDesignConvention) {
 }
 
 TEST(Upscaler, RejectsClipsWithMixedFrameSizes) {
-  Upscaler up(random_model(tiny(), 1), UpscalerOptions{});
+  Upscaler up(random_model(test::tiny_arch(), 1), UpscalerOptions{});
   std::vector<Image> frames(2);
   frames[0] = {4, 3, std::vector<uint8_t>(36, 10)};
   frames[1] = {5, 3, std::vector<uint8_t>(45, 10)};
@@ -141,12 +135,12 @@ TEST(Upscaler, RejectsClipsWithMixedFrameSizes) {
 TEST(Upscaler, UnsupportedSettingsAreErrors) {
   UpscalerOptions gpu;
   gpu.device = "cuda";
-  EXPECT_THROW(Upscaler(random_model(tiny(), 1), gpu), Error);
+  EXPECT_THROW(Upscaler(random_model(test::tiny_arch(), 1), gpu), Error);
   EXPECT_THROW(parse_precision("int4"), Error);
 }
 
 TEST(Upscaler, EmitsEveryFrameInOrderAtFourTimesTheSize) {
-  Upscaler up(random_model(tiny(), 1), UpscalerOptions{});
+  Upscaler up(random_model(test::tiny_arch(), 1), UpscalerOptions{});
   std::vector<Image> frames(3, Image{7, 5, std::vector<uint8_t>(105, 128)});
   std::vector<std::size_t> order;
   up.upscale(frames, [&](std::size_t i, Image&& out) {

@@ -29,4 +29,9 @@ struct HostTensor {
 
 std::string shape_string(const std::vector<int64_t>& shape);
 
+// Copies a strided view (element offset, sizes, strides) of `storage` into a C-order tensor.
+// The caller has checked that every index of the view lies inside the storage.
+HostTensor gather_strided(DType dtype, const uint8_t* storage, int64_t offset,
+                          const std::vector<int64_t>& size, const std::vector<int64_t>& stride);
+
 }  // namespace qbasicvsr
