@@ -12,18 +12,23 @@
 namespace {
 
 constexpr const char* kUsage =
-    "Usage: qbasicvsr-bench (-m MODEL | --arch C,N) --size HxW --frames T -p fp32 [--threads N]\n"
+    "Usage: qbasicvsr-bench (-m MODEL | --arch C,N) --size HxW --frames T -p fp32|fake|int8\n"
+    "                       [--bits B] [--scope partial|full] [--no-adapt] [--threads N]\n"
     "                       [--runs R] [--json]\n"
     "\n"
     "Times one bidirectional pass over T random frames of HxW (LR) after a warm-up pass and\n"
-    "prints the median milliseconds per frame over R runs and the peak resident memory.\n"
+    "prints the median milliseconds per frame over R runs and the peak resident memory. For\n"
+    "fake/int8 without calibrated ranges, the warm-up pass also observes the ranges.\n"
     "\n"
     "Options:\n"
     "  -m, --model M    model file or installed model name\n"
     "  --arch C,N       random weights of C channels and N blocks (instead of -m)\n"
     "  --size HxW       LR frame size (default 180x320)\n"
     "  --frames T       frames per clip (default 4)\n"
-    "  -p, --precision  fp32\n"
+    "  -p, --precision  fp32, fake (simulated quantization) or int8 (integer convolutions)\n"
+    "  --bits B         base bit-width b_base for fake/int8, 2..8 (default: the model's, else 8)\n"
+    "  --scope S        partial (default) or full, for models without quantization settings\n"
+    "  --no-adapt       no FG-VBA bit offset per clip\n"
     "  --threads N      compute threads (default: one per core)\n"
     "  --runs R         timed runs (default 3)\n"
     "  --json           one JSON object on stdout\n";
@@ -42,13 +47,13 @@ int main(int argc, char** argv) {
   args.value("", "--runs");
   args.value("", "--device");
   args.value("", "--bits");
+  args.value("", "--scope");
+  args.flag("--no-adapt");
   args.flag("--json");
   args.parse(argc, argv);
   return cli::run_main("qbasicvsr-bench", [&] {
     if (!args.positional().empty()) args.die("unexpected argument " + args.positional()[0]);
     if (args.has("--model") == args.has("--arch")) args.die("give exactly one of -m MODEL or --arch C,N");
-    if (args.has("--bits"))
-      throw Error("--bits needs the quantization engine, which this version does not have yet");
     int h = 180, w = 320;
     if (args.has("--size") && std::sscanf(args.get("--size").c_str(), "%dx%d", &h, &w) != 2)
       args.die("--size must be HxW, e.g. 180x320");
@@ -59,6 +64,9 @@ int main(int argc, char** argv) {
     opts.precision = parse_precision(args.get("--precision", "fp32"));
     opts.threads = static_cast<int>(args.get_int("--threads", 0, 0, 1024));
     opts.device = args.get("--device", "cpu");
+    opts.bits = static_cast<int>(args.get_int("--bits", 0, 2, 8));
+    if (args.has("--scope")) opts.scope = parse_scope(args.get("--scope"));
+    opts.adaptive = !args.has("--no-adapt");
 
     Model model;
     std::string source;

@@ -6,7 +6,8 @@ namespace qbasicvsr {
 
 namespace {
 
-constexpr double kLeakySlope = 0.1;
+// Conv layers of SPyNet (6 levels x 5), which come first in conv_layers().
+constexpr int kSpyNetLayers = 30;
 // Frame pairs per SPyNet batch: enough to fill the cores, few enough to bound memory.
 constexpr int64_t kFlowBatch = 4;
 // Reconstruction runs in bands of this many LR rows: convolutions over smaller high-resolution
@@ -18,8 +19,9 @@ constexpr int64_t kBandHalo = 2;
 
 }  // namespace
 
-BasicVSR::Trunk BasicVSR::make_trunk(const Model& model, const std::string& name) {
+BasicVSR::Trunk BasicVSR::make_trunk(const Model& model, const std::string& name, int first_id) {
   Trunk t;
+  t.first_id = first_id;
   t.input = Conv::from_weights(model.weights, name + ".main.0");
   for (int i = 0; i < model.arch.blocks; ++i) {
     const std::string b = name + ".main.2." + std::to_string(i);
@@ -32,8 +34,9 @@ BasicVSR::Trunk BasicVSR::make_trunk(const Model& model, const std::string& name
 BasicVSR::BasicVSR(const Model& model)
     : arch_(model.arch),
       spynet_(model.weights),
-      backward_(make_trunk(model, "backward_trunk")),
-      forward_(make_trunk(model, "forward_trunk")),
+      backward_(make_trunk(model, "backward_trunk", kSpyNetLayers)),
+      forward_(make_trunk(model, "forward_trunk", kSpyNetLayers + 1 + 2 * model.arch.blocks)),
+      fusion_id_(kSpyNetLayers + 2 * (1 + 2 * model.arch.blocks)),
       fusion_(Conv::from_weights(model.weights, "fusion")),
       upconv1_(Conv::from_weights(model.weights, "upconv1")),
       upconv2_(Conv::from_weights(model.weights, "upconv2")),
@@ -42,18 +45,27 @@ BasicVSR::BasicVSR(const Model& model)
   model.validate();
 }
 
-at::Tensor BasicVSR::Trunk::operator()(const at::Tensor& lr_frame, const at::Tensor& feat) const {
-  at::Tensor x = input(at::cat({lr_frame, feat}, 1).contiguous(at::MemoryFormat::ChannelsLast));
-  at::leaky_relu_(x, kLeakySlope);
+at::Tensor BasicVSR::Trunk::run(const at::Tensor& lr_frame, const at::Tensor& feat, Engine& engine) const {
+  at::Tensor x =
+      engine
+          .conv(first_id, input, at::cat({lr_frame, feat}, 1).contiguous(at::MemoryFormat::ChannelsLast),
+                PostOp::LeakyReLU)
+          .values();
+  int id = first_id + 1;
   for (const auto& [conv1, conv2] : blocks) {
-    at::Tensor r = conv1(x);
-    r.relu_();
-    x = x + conv2(r);
+    const Act r = engine.conv(id, conv1, x, PostOp::ReLU, id + 1);
+    engine.conv(id + 1, conv2, r, PostOp::None, -1, &x);
+    id += 2;
   }
   return x;
 }
 
 std::pair<at::Tensor, at::Tensor> BasicVSR::compute_flows(const at::Tensor& lr) const {
+  Fp32Engine engine;
+  return compute_flows(lr, engine);
+}
+
+std::pair<at::Tensor, at::Tensor> BasicVSR::compute_flows(const at::Tensor& lr, Engine& engine) const {
   const int64_t t = lr.size(0);
   if (t < 2)
     return {lr.new_empty({0, 2, lr.size(2), lr.size(3)}), lr.new_empty({0, 2, lr.size(2), lr.size(3)})};
@@ -64,28 +76,28 @@ std::pair<at::Tensor, at::Tensor> BasicVSR::compute_flows(const at::Tensor& lr) 
     const int64_t n = std::min(kFlowBatch, t - 1 - s);
     const auto ai = a.narrow(0, s, n), bi = b.narrow(0, s, n);
     // One SPyNet batch for both directions keeps the convolutions wide.
-    const auto flows = spynet_.flow(at::cat({bi, ai}, 0), at::cat({ai, bi}, 0));
+    const auto flows = spynet_.flow(at::cat({bi, ai}, 0), at::cat({ai, bi}, 0), engine);
     fwd.push_back(flows.narrow(0, 0, n));
     bwd.push_back(flows.narrow(0, n, n));
   }
   return {at::cat(fwd, 0), at::cat(bwd, 0)};
 }
 
-at::Tensor BasicVSR::reconstruct_band(const at::Tensor& backward_feat, const at::Tensor& forward_feat) const {
-  at::Tensor x =
-      fusion_(at::cat({backward_feat, forward_feat}, 1).contiguous(at::MemoryFormat::ChannelsLast));
-  at::leaky_relu_(x, kLeakySlope);
-  x = at::pixel_shuffle(upconv1_(x), 2).contiguous(at::MemoryFormat::ChannelsLast);
-  at::leaky_relu_(x, kLeakySlope);
-  x = at::pixel_shuffle(upconv2_(x), 2).contiguous(at::MemoryFormat::ChannelsLast);
-  at::leaky_relu_(x, kLeakySlope);
-  x = conv_hr_(x);
-  at::leaky_relu_(x, kLeakySlope);
-  return conv_last_(x);
+at::Tensor BasicVSR::reconstruct_band(const at::Tensor& backward_feat, const at::Tensor& forward_feat,
+                                      Engine& engine) const {
+  const int id = fusion_id_;
+  // LeakyReLU commutes with the pixel shuffle, so it is applied inside each conv.
+  Act x = engine.conv(id, fusion_,
+                      at::cat({backward_feat, forward_feat}, 1).contiguous(at::MemoryFormat::ChannelsLast),
+                      PostOp::LeakyReLU, id + 1);
+  x = pixel_shuffle2(engine.conv(id + 1, upconv1_, x, PostOp::LeakyReLU, id + 2));
+  x = pixel_shuffle2(engine.conv(id + 2, upconv2_, x, PostOp::LeakyReLU, id + 3));
+  x = engine.conv(id + 3, conv_hr_, x, PostOp::LeakyReLU, id + 4);
+  return engine.conv(id + 4, conv_last_, x, PostOp::None).values();
 }
 
 at::Tensor BasicVSR::reconstruct(const at::Tensor& lr_frame, const at::Tensor& backward_feat,
-                                 const at::Tensor& forward_feat) const {
+                                 const at::Tensor& forward_feat, Engine& engine) const {
   const int64_t h = lr_frame.size(2), w = lr_frame.size(3), s = arch_.scale;
   at::Tensor out = arch_.base_upsample == BaseUpsample::Bilinear
                        ? at::upsample_bilinear2d(lr_frame, {h * s, w * s}, false)
@@ -94,42 +106,54 @@ at::Tensor BasicVSR::reconstruct(const at::Tensor& lr_frame, const at::Tensor& b
     const int64_t r1 = std::min(h, r0 + kBandRows);
     const int64_t a = std::max<int64_t>(0, r0 - kBandHalo), b = std::min(h, r1 + kBandHalo);
     const at::Tensor band =
-        reconstruct_band(backward_feat.narrow(2, a, b - a), forward_feat.narrow(2, a, b - a));
+        reconstruct_band(backward_feat.narrow(2, a, b - a), forward_feat.narrow(2, a, b - a), engine);
     out.narrow(2, r0 * s, (r1 - r0) * s).add_(band.narrow(2, (r0 - a) * s, (r1 - r0) * s));
   }
   return out;
 }
 
-void BasicVSR::forward(const at::Tensor& lr_in,
-                       const std::function<void(int64_t, const at::Tensor&)>& sink) const {
+void BasicVSR::propagate(const at::Tensor& lr_in, const at::Tensor& flows_forward,
+                         const at::Tensor& flows_backward, Engine& engine,
+                         const std::function<void(int64_t, const at::Tensor&)>& sink) const {
   c10::InferenceMode guard;
   const at::Tensor lr = lr_in.contiguous();
   const int64_t t = lr.size(0), h = lr.size(2), w = lr.size(3);
-  const auto [flows_forward, flows_backward] = compute_flows(lr);
-
   std::vector<at::Tensor> backward_feats(t);
   at::Tensor feat =
       at::zeros({1, arch_.channels, h, w}, lr.options()).contiguous(at::MemoryFormat::ChannelsLast);
   for (int64_t i = t - 1; i >= 0; --i) {
     if (i < t - 1) feat = flow_warp(feat, flows_backward.narrow(0, i, 1));
-    feat = backward_(lr.narrow(0, i, 1), feat);
+    feat = backward_.run(lr.narrow(0, i, 1), feat, engine);
     backward_feats[i] = feat;
   }
   feat = at::zeros_like(feat);
   for (int64_t i = 0; i < t; ++i) {
     if (i > 0) feat = flow_warp(feat, flows_forward.narrow(0, i - 1, 1));
-    feat = forward_(lr.narrow(0, i, 1), feat);
-    const at::Tensor out = reconstruct(lr.narrow(0, i, 1), backward_feats[i], feat);
+    feat = forward_.run(lr.narrow(0, i, 1), feat, engine);
+    const at::Tensor out = reconstruct(lr.narrow(0, i, 1), backward_feats[i], feat, engine);
     backward_feats[i].reset();  // no longer needed: free it before the next frame
     sink(i, out);
   }
 }
 
-at::Tensor BasicVSR::forward(const at::Tensor& lr) const {
+void BasicVSR::forward(const at::Tensor& lr_in, Engine& engine,
+                       const std::function<void(int64_t, const at::Tensor&)>& sink) const {
+  c10::InferenceMode guard;
+  const at::Tensor lr = lr_in.contiguous();
+  const auto [flows_forward, flows_backward] = compute_flows(lr, engine);
+  propagate(lr, flows_forward, flows_backward, engine, sink);
+}
+
+at::Tensor BasicVSR::forward(const at::Tensor& lr, Engine& engine) const {
   std::vector<at::Tensor> outs;
-  forward(lr, [&](int64_t, const at::Tensor& out) { outs.push_back(out); });
+  forward(lr, engine, [&](int64_t, const at::Tensor& out) { outs.push_back(out); });
   c10::InferenceMode guard;
   return at::cat(outs, 0);
+}
+
+at::Tensor BasicVSR::forward(const at::Tensor& lr) const {
+  Fp32Engine engine;
+  return forward(lr, engine);
 }
 
 }  // namespace qbasicvsr

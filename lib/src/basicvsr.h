@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine.h"
 #include "qbasicvsr/model_file.h"
 #include "spynet.h"
 
@@ -20,29 +21,37 @@ class BasicVSR {
 
   // flows_forward[i] = spynet(x[i+1], x[i]), flows_backward[i] = spynet(x[i], x[i+1]);
   // lr is [T,3,H,W], each result [T-1,2,H,W].
-  std::pair<at::Tensor, at::Tensor> compute_flows(const at::Tensor& lr) const;
+  std::pair<at::Tensor, at::Tensor> compute_flows(const at::Tensor& lr, Engine& engine) const;
+  std::pair<at::Tensor, at::Tensor> compute_flows(const at::Tensor& lr) const;  // fp32
 
-  // Upscales lr [T,3,H,W] (RGB in [0,1]); calls sink(t, out[1,3,4H,4W]) for t = 0..T-1 in
-  // order, so that callers need not hold every high-resolution frame.
-  void forward(const at::Tensor& lr, const std::function<void(int64_t, const at::Tensor&)>& sink) const;
+  // Upscales lr [T,3,H,W] (RGB in [0,1]) with precomputed flows; calls sink(t, out[1,3,4H,4W])
+  // for t = 0..T-1 in order, so that callers need not hold every high-resolution frame.
+  void propagate(const at::Tensor& lr, const at::Tensor& flows_forward, const at::Tensor& flows_backward,
+                 Engine& engine, const std::function<void(int64_t, const at::Tensor&)>& sink) const;
+  void forward(const at::Tensor& lr, Engine& engine,
+               const std::function<void(int64_t, const at::Tensor&)>& sink) const;
   // All outputs as [T,3,4H,4W].
-  at::Tensor forward(const at::Tensor& lr) const;
+  at::Tensor forward(const at::Tensor& lr, Engine& engine) const;
+  at::Tensor forward(const at::Tensor& lr) const;  // fp32
 
  private:
   struct Trunk {
+    int first_id = 0;  // layer index of the input conv; block i uses first_id + 1 + 2i, + 2 + 2i
     Conv input;
     std::vector<std::pair<Conv, Conv>> blocks;
-    at::Tensor operator()(const at::Tensor& lr_frame, const at::Tensor& feat) const;
+    at::Tensor run(const at::Tensor& lr_frame, const at::Tensor& feat, Engine& engine) const;
   };
-  static Trunk make_trunk(const Model& model, const std::string& name);
+  static Trunk make_trunk(const Model& model, const std::string& name, int first_id);
   // Fusion to conv_last on a band of feature rows (no base image).
-  at::Tensor reconstruct_band(const at::Tensor& backward_feat, const at::Tensor& forward_feat) const;
+  at::Tensor reconstruct_band(const at::Tensor& backward_feat, const at::Tensor& forward_feat,
+                              Engine& engine) const;
   at::Tensor reconstruct(const at::Tensor& lr_frame, const at::Tensor& backward_feat,
-                         const at::Tensor& forward_feat) const;
+                         const at::Tensor& forward_feat, Engine& engine) const;
 
   Architecture arch_;
   SpyNet spynet_;
   Trunk backward_, forward_;
+  int fusion_id_ = 0;  // fusion; upconv1, upconv2, conv_hr, conv_last follow
   Conv fusion_, upconv1_, upconv2_, conv_hr_, conv_last_;
 };
 

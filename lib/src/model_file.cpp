@@ -194,6 +194,7 @@ void Model::validate() const {
   }
   for (const auto& kv : weights)
     if (!expected.count(kv.first)) throw Error("model: unexpected tensor \"" + kv.first + "\"");
+  if (quantization) quantization->validate(arch);
 }
 
 Model model_from_safetensors(SafetensorsFile file) {
@@ -213,8 +214,11 @@ Model model_from_safetensors(SafetensorsFile file) {
     const auto p = nlohmann::json::parse(m.provenance_json, nullptr, false);
     if (p.is_discarded() || !p.is_object()) throw Error("model file: provenance is not a JSON object");
   }
+  if (file.metadata.count(kQuantizationKey))
+    m.quantization = QuantSettings::from_json(file.metadata[kQuantizationKey]);
   for (auto& kv : file.metadata)
-    if (kv.first != kFormatKey && kv.first != "architecture" && kv.first != "provenance")
+    if (kv.first != kFormatKey && kv.first != "architecture" && kv.first != "provenance" &&
+        kv.first != kQuantizationKey)
       m.extra_metadata.insert(kv);
   m.weights = std::move(file.tensors);
   m.validate();
@@ -228,6 +232,7 @@ SafetensorsFile model_to_safetensors(const Model& model) {
   f.metadata[kFormatKey] = kFormatValue;
   f.metadata["architecture"] = model.arch.to_json();
   f.metadata["provenance"] = model.provenance_json;
+  if (model.quantization) f.metadata[kQuantizationKey] = model.quantization->to_json();
   f.tensors = model.weights;
   return f;
 }

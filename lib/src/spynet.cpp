@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "engine.h"
 #include "qbasicvsr/error.h"
 
 namespace qbasicvsr {
@@ -65,7 +66,7 @@ SpyNet::SpyNet(const std::map<std::string, HostTensor>& weights) {
   std_ = at::tensor(at::ArrayRef<float>(kStd, 3)).view({1, 3, 1, 1});
 }
 
-at::Tensor SpyNet::process(const at::Tensor& ref_in, const at::Tensor& supp_in) const {
+at::Tensor SpyNet::process(const at::Tensor& ref_in, const at::Tensor& supp_in, Engine& engine) const {
   std::vector<at::Tensor> ref{(ref_in - mean_) / std_};
   std::vector<at::Tensor> supp{(supp_in - mean_) / std_};
   for (int i = 0; i < kPyramidSteps; ++i) {
@@ -86,21 +87,29 @@ at::Tensor SpyNet::process(const at::Tensor& ref_in, const at::Tensor& supp_in) 
     at::Tensor x = at::cat({ref[level], flow_warp(supp[level], up, true), up}, 1)
                        .contiguous(at::MemoryFormat::ChannelsLast);
     const auto& convs = levels_[level];
-    for (std::size_t k = 0; k < convs.size(); ++k) {
-      x = convs[k](x);
-      if (k + 1 < convs.size()) x.relu_();
+    const int n = static_cast<int>(convs.size());
+    Act a(x);
+    for (int k = 0; k < n; ++k) {
+      const int id = level * n + k;
+      const bool last = k + 1 == n;
+      a = engine.conv(id, convs[k], a, last ? PostOp::None : PostOp::ReLU, last ? -1 : id + 1);
     }
-    flow = x + up;
+    flow = a.values() + up;
   }
   return flow;
 }
 
 at::Tensor SpyNet::flow(const at::Tensor& ref, const at::Tensor& supp) const {
+  Fp32Engine engine;
+  return flow(ref, supp, engine);
+}
+
+at::Tensor SpyNet::flow(const at::Tensor& ref, const at::Tensor& supp, Engine& engine) const {
   const int64_t h = ref.size(2), w = ref.size(3);
   const int64_t hu = (h + 31) / 32 * 32, wu = (w + 31) / 32 * 32;
   const auto r = at::upsample_bilinear2d(ref, {hu, wu}, false);
   const auto s = at::upsample_bilinear2d(supp, {hu, wu}, false);
-  at::Tensor flow = at::upsample_bilinear2d(process(r, s), {h, w}, false).contiguous();
+  at::Tensor flow = at::upsample_bilinear2d(process(r, s, engine), {h, w}, false).contiguous();
   const auto scale = at::tensor({static_cast<float>(w) / static_cast<float>(wu),
                                  static_cast<float>(h) / static_cast<float>(hu)})
                          .view({1, 2, 1, 1});

@@ -29,6 +29,8 @@ at::Tensor to_tensor(const HostTensor& t);
 // pixel when `border` is set (SPyNet's choice).
 at::Tensor flow_warp(const at::Tensor& x, const at::Tensor& flow, bool border = false);
 
+class Engine;
+
 class SpyNet {
  public:
   static constexpr int kLevels = 6;
@@ -37,9 +39,11 @@ class SpyNet {
 
   // Flow [N,2,H,W] that warps `supp` onto `ref` (both [N,3,H,W], RGB in [0,1]), in pixels of
   // the input size; any H, W >= 1.
-  at::Tensor flow(const at::Tensor& ref, const at::Tensor& supp) const;
+  // Its convolutions are layers 0..29 (level * 5 + k) of conv_layers(), run by `engine`.
+  at::Tensor flow(const at::Tensor& ref, const at::Tensor& supp, Engine& engine) const;
+  at::Tensor flow(const at::Tensor& ref, const at::Tensor& supp) const;  // in fp32
   // The pyramid on inputs whose sides are multiples of 32.
-  at::Tensor process(const at::Tensor& ref, const at::Tensor& supp) const;
+  at::Tensor process(const at::Tensor& ref, const at::Tensor& supp, Engine& engine) const;
 
  private:
   std::array<std::vector<Conv>, kLevels> levels_;

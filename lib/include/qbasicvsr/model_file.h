@@ -4,11 +4,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "qbasicvsr/architecture.h"
 #include "qbasicvsr/host_tensor.h"
+#include "qbasicvsr/quantization.h"
 
 namespace qbasicvsr {
 
@@ -30,12 +32,13 @@ void write_safetensors(const std::string& path, const SafetensorsFile& file);
 constexpr const char* kFormatKey = "format";
 constexpr const char* kFormatValue = "qbasicvsr-model-1";
 
-// A full-precision BasicVSR model: architecture, weights (canonical names, float32) and
-// provenance. Quantization fields are kept as metadata entries the loader passes through.
+// A BasicVSR model: architecture, weights (canonical names, float32), provenance and, for a
+// quantized model, its quantization settings. Other metadata entries pass through.
 struct Model {
   Architecture arch;
   std::map<std::string, HostTensor> weights;
   std::string provenance_json = "{}";
+  std::optional<QuantSettings> quantization;
   std::map<std::string, std::string> extra_metadata;
 
   // Throws Error naming the first missing, unexpected, mistyped or misshapen tensor.

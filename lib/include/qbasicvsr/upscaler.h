@@ -5,9 +5,11 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "qbasicvsr/complexity.h"
 #include "qbasicvsr/image.h"
 #include "qbasicvsr/model_file.h"
 
@@ -23,6 +25,17 @@ struct UpscalerOptions {
   Precision precision = Precision::FP32;
   int threads = 0;             // 0: one per core
   std::string device = "cpu";  // "cpu" (a CUDA build adds "cuda")
+  int bits = 0;                // b_base override for fake/int8; 0: the model's (8 without one)
+  std::optional<Scope> scope;  // scope override for models without quantization settings
+  bool adaptive = true;        // FG-VBA: pick b_V per clip from its complexity
+};
+
+// What one upscale() call did.
+struct ClipReport {
+  VideoComplexity complexity;
+  int b_V = 0;            // the offset used (0 when not adaptive or fp32)
+  double mean_bits = 32;  // over the quantized layers; 32 for fp32
+  double ms = 0;          // wall time of the call
 };
 
 class Upscaler {
@@ -33,10 +46,19 @@ class Upscaler {
   Upscaler& operator=(const Upscaler&) = delete;
 
   const Architecture& architecture() const;
+  const UpscalerOptions& options() const;
+  // The quantization settings in force (with observed ranges once a clip has been seen), or
+  // nothing for fp32.
+  std::optional<QuantSettings> quantization() const;
+  // True when activation ranges come from a quick observer pass over the first clip, not from
+  // calibration.
+  bool observed_ranges() const;
 
   // Upscales one clip (all frames the same size) in a single bidirectional pass; calls
   // sink(index, frame) for every output frame in order.
-  void upscale(const std::vector<Image>& frames, const std::function<void(std::size_t, Image&&)>& sink);
+  ClipReport upscale(const std::vector<Image>& frames, const std::function<void(std::size_t, Image&&)>& sink);
+  // FG-VBA's measurements of a clip (flows of the model's SPyNet at the base bits).
+  VideoComplexity analyze(const std::vector<Image>& frames);
 
  private:
   struct Impl;

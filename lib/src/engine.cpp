@@ -1,0 +1,117 @@
+#include "engine.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "quantizer.h"
+
+namespace qbasicvsr {
+
+namespace {
+
+constexpr double kLeakySlope = 0.1;
+// Values kept per observed call and per layer: enough for stable 0.01/99.99 percentiles.
+constexpr int64_t kSamplesPerCall = 1 << 16;
+constexpr std::size_t kMaxSamplesPerLayer = 1 << 20;
+
+}  // namespace
+
+at::Tensor Act::values() const {
+  if (!codes) return t;
+  return (t.to(at::kFloat) - static_cast<float>(grid.zero_point)) * grid.scale;
+}
+
+Act pixel_shuffle2(const Act& x) {
+  Act out = x;
+  out.t = at::pixel_shuffle(x.t, 2).contiguous(at::MemoryFormat::ChannelsLast);
+  return out;
+}
+
+at::Tensor apply_post(at::Tensor y, PostOp post) {
+  if (post == PostOp::ReLU) y.relu_();
+  if (post == PostOp::LeakyReLU) at::leaky_relu_(y, kLeakySlope);
+  return y;
+}
+
+Act Fp32Engine::conv(int, const Conv& c, const Act& x, PostOp post, int, at::Tensor* residual) {
+  at::Tensor y = apply_post(c(x.values()), post);
+  if (!residual) return y;
+  residual->add_(y);
+  return *residual;
+}
+
+QuantPlan::QuantPlan(const Architecture& arch, QuantSettings settings)
+    : settings_(std::move(settings)), layers_(conv_layers(arch)) {
+  settings_.validate(arch);
+  for (const auto& info : layers_) {
+    quantized_.push_back(quantized_in(info, settings_.scope));
+    const auto* lq = settings_.layer(info.name);
+    clips_.push_back(lq ? lq->weight_clip : std::vector<float>());
+  }
+  set_offset(0);
+}
+
+void QuantPlan::set_offset(int b_V) {
+  b_V_ = b_V;
+  bits_.clear();
+  grids_.clear();
+  for (const auto& info : layers_) {
+    const auto* lq = settings_.layer(info.name);
+    const int b = layer_bits(settings_.b_base, b_V, lq ? lq->b_L : 0);
+    bits_.push_back(b);
+    // Quantized layers without a range are refused by the Upscaler before any plan runs.
+    grids_.push_back(lq && lq->has_range ? ActGrid::make(lq->l, lq->u, b) : ActGrid::make(0.0f, 1.0f, b));
+  }
+}
+
+double QuantPlan::mean_bits() const {
+  double sum = 0;
+  int n = 0;
+  for (std::size_t i = 0; i < bits_.size(); ++i)
+    if (quantized_[i]) {
+      sum += bits_[i];
+      ++n;
+    }
+  return n ? sum / n : 32.0;
+}
+
+Act FakeEngine::conv(int id, const Conv& c, const Act& x, PostOp post, int, at::Tensor* residual) {
+  if (!plan_.quantized(id)) return Fp32Engine().conv(id, c, x, post, -1, residual);
+  const int bits = plan_.bits(id);
+  auto it = weights_.find({id, bits});
+  if (it == weights_.end()) {
+    const at::Tensor clip = weight_clip_values(c.weight, plan_.weight_clip(id));
+    it = weights_
+             .emplace(std::make_pair(id, bits),
+                      fake_quant_weight(c.weight, clip, bits).contiguous(at::MemoryFormat::ChannelsLast))
+             .first;
+  }
+  const at::Tensor xq = fake_quant_act(x.values(), plan_.grid(id));
+  at::Tensor y = apply_post(at::conv2d(xq, it->second, c.bias, {1, 1}, {c.padding, c.padding}), post);
+  if (!residual) return y;
+  residual->add_(y);
+  return *residual;
+}
+
+Act RangeObserver::conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) {
+  auto& s = samples_[id];
+  if (s.size() < kMaxSamplesPerLayer) {
+    const at::Tensor flat = x.values().reshape({-1});
+    const int64_t step = std::max<int64_t>(1, flat.numel() / kSamplesPerCall);
+    const at::Tensor picked = flat.slice(0, 0, flat.numel(), step).contiguous();
+    const float* p = picked.data_ptr<float>();
+    s.insert(s.end(), p, p + picked.numel());
+  }
+  return fp32_.conv(id, c, x, post, next, residual);
+}
+
+std::map<int, std::pair<float, float>> RangeObserver::ranges(double lo, double hi) const {
+  std::map<int, std::pair<float, float>> out;
+  for (const auto& [id, s] : samples_) {
+    std::vector<double> v(s.begin(), s.end());
+    out[id] = {static_cast<float>(percentile(v, lo)), static_cast<float>(percentile(v, hi))};
+  }
+  return out;
+}
+
+}  // namespace qbasicvsr

@@ -1,0 +1,99 @@
+// Execution engines: how the network runs each convolution (DESIGN.md section 1). The network
+// code is written once against Engine; fp32, fake (simulated quantization), int8 (oneDNN) and the
+// statistics observers differ only here. Internal: includes ATen.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <map>
+#include <tuple>
+#include <vector>
+
+#include "qbasicvsr/quantization.h"
+#include "spynet.h"
+
+namespace qbasicvsr {
+
+enum class PostOp { None, ReLU, LeakyReLU };
+
+// What flows between layers: a float tensor, or (int8 engine only) uint8 codes on a grid, in
+// channels_last layout.
+struct Act {
+  at::Tensor t;
+  bool codes = false;
+  ActGrid grid;
+
+  Act() = default;
+  Act(at::Tensor x) : t(std::move(x)) {}  // NOLINT: floats convert implicitly
+  // The float values (dequantizes codes).
+  at::Tensor values() const;
+};
+
+// Pixel shuffle x2 on either representation.
+Act pixel_shuffle2(const Act& x);
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  // Runs conv layer `id` (index into conv_layers()) on x and applies `post`. With `residual`, adds
+  // the result into *residual (in place) and returns it. `next` names the layer that alone
+  // consumes the result (pixel shuffles aside), or -1: the int8 engine then hands over codes.
+  virtual Act conv(int id, const Conv& c, const Act& x, PostOp post, int next = -1,
+                   at::Tensor* residual = nullptr) = 0;
+};
+
+at::Tensor apply_post(at::Tensor y, PostOp post);
+
+class Fp32Engine : public Engine {
+ public:
+  Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override;
+};
+
+// Bits and grids of every layer for one model, quantization settings and chunk offset b_V.
+class QuantPlan {
+ public:
+  QuantPlan(const Architecture& arch, QuantSettings settings);
+  void set_offset(int b_V);
+  int offset() const { return b_V_; }
+  const QuantSettings& settings() const { return settings_; }
+  bool quantized(int id) const { return quantized_[id]; }
+  int bits(int id) const { return bits_[id]; }
+  const ActGrid& grid(int id) const { return grids_[id]; }
+  const std::vector<float>& weight_clip(int id) const { return clips_[id]; }
+  // Mean bit-width over the quantized layers (for reports).
+  double mean_bits() const;
+
+ private:
+  QuantSettings settings_;
+  std::vector<LayerInfo> layers_;
+  std::vector<bool> quantized_;
+  std::vector<int> bits_;
+  std::vector<ActGrid> grids_;
+  std::vector<std::vector<float>> clips_;
+  int b_V_ = 0;
+};
+
+// Simulated quantization in float: inputs and weights on their grids, float convolution.
+class FakeEngine : public Engine {
+ public:
+  explicit FakeEngine(const QuantPlan& plan) : plan_(plan) {}
+  Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override;
+
+ private:
+  const QuantPlan& plan_;
+  std::map<std::pair<int, int>, at::Tensor> weights_;  // (layer, bits) -> quantized weight
+};
+
+// Runs in fp32 and samples every layer's input, for activation ranges without calibration.
+class RangeObserver : public Engine {
+ public:
+  Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override;
+  // Ranges [P(lo), P(hi)] of the sampled inputs per layer (percentiles in 0..100).
+  std::map<int, std::pair<float, float>> ranges(double lo, double hi) const;
+
+ private:
+  Fp32Engine fp32_;
+  std::map<int, std::vector<float>> samples_;
+};
+
+}  // namespace qbasicvsr

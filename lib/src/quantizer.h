@@ -1,0 +1,36 @@
+// Quantizers on tensors (DESIGN.md section 1). Internal: includes ATen.
+//
+// Two flavours: the plain ones compute the quantized values (inference, the fake path), the
+// `ste_` ones are differentiable for calibration. Rounding is half to even, as the integer path.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "qbasicvsr/quantization.h"
+
+namespace qbasicvsr {
+
+// Activations on an asymmetric grid, per tensor.
+at::Tensor fake_quant_act(const at::Tensor& x, const ActGrid& grid);
+
+// Per-output-channel clip values of w [O,I,kh,kw]: `clip` when given, else max |w| per channel.
+at::Tensor weight_clip_values(const at::Tensor& w, const std::vector<float>& clip);
+// Per-output-channel steps S_c = clip_c / (2^(b-1) - 1) as a float tensor [O].
+at::Tensor weight_scales(const at::Tensor& clip, int bits);
+// Integer weights in [-(2^(b-1)-1), 2^(b-1)-1] (float tensor holding integers).
+at::Tensor weight_codes(const at::Tensor& w, const at::Tensor& scales, int bits);
+// Weights on the restricted symmetric grid: codes * S_c.
+at::Tensor fake_quant_weight(const at::Tensor& w, const at::Tensor& clip, int bits);
+
+// Differentiable activation quantizer with learnable range tensors l, u (0-dim). Forward equals
+// fake_quant_act with the nudged grid of [l, u]. Backward (LSQ-style straight-through): inside
+// the range d/dx = 1 and l, u get the rounding residual's derivative through the step S; outside,
+// the clamped side's bound gets the gradient. See docs/QUANTIZATION.md.
+at::Tensor ste_quant_act(const at::Tensor& x, const at::Tensor& l, const at::Tensor& u, int bits);
+// Differentiable weight quantizer with learnable per-channel clip [O]: straight-through for the
+// weights inside the clip, the clip gets the LSQ gradient.
+at::Tensor ste_quant_weight(const at::Tensor& w, const at::Tensor& clip, int bits);
+
+}  // namespace qbasicvsr
