@@ -5,6 +5,7 @@
 #include <random>
 
 #include "common/cli.h"
+#include "common/clip.h"
 #include "qbasicvsr/model_paths.h"
 #include "qbasicvsr/runtime.h"
 #include "qbasicvsr/upscaler.h"
@@ -42,13 +43,8 @@ int main(int argc, char** argv) {
   args.value("", "--arch");
   args.value("", "--size");
   args.value("", "--frames");
-  args.value("-p", "--precision");
-  args.value("", "--threads");
   args.value("", "--runs");
-  args.value("", "--device");
-  args.value("", "--bits");
-  args.value("", "--scope");
-  args.flag("--no-adapt");
+  cli::precision_options(args);
   args.flag("--json");
   args.parse(argc, argv);
   return cli::run_main("qbasicvsr-bench", [&] {
@@ -60,13 +56,7 @@ int main(int argc, char** argv) {
     if (h < 1 || w < 1 || h > 4096 || w > 4096) args.die("--size out of range");
     const int frames = static_cast<int>(args.get_int("--frames", 4, 1, 10000));
     const int runs = static_cast<int>(args.get_int("--runs", 3, 1, 1000));
-    UpscalerOptions opts;
-    opts.precision = parse_precision(args.get("--precision", "fp32"));
-    opts.threads = static_cast<int>(args.get_int("--threads", 0, 0, 1024));
-    opts.device = args.get("--device", "cpu");
-    opts.bits = static_cast<int>(args.get_int("--bits", 0, 2, 8));
-    if (args.has("--scope")) opts.scope = parse_scope(args.get("--scope"));
-    opts.adaptive = !args.has("--no-adapt");
+    const UpscalerOptions opts = cli::upscaler_options(args, "fp32");
 
     Model model;
     std::string source;
@@ -106,16 +96,17 @@ int main(int argc, char** argv) {
     const double rss = peak_rss_mb();
     if (args.has("--json")) {
       std::printf(
-          "{\"model\": \"%s\", \"precision\": \"%s\", \"device\": \"%s\", \"threads\": %d, "
+          "{\"model\": \"%s\", \"precision\": \"%s\", \"quantization\": \"%s\", \"device\": \"%s\", "
+          "\"threads\": %d, "
           "\"size\": [%d, %d], \"frames\": %d, \"runs\": %d, \"ms_per_frame\": %.2f, "
           "\"ms_per_frame_min\": %.2f, \"ms_per_frame_max\": %.2f, \"peak_rss_mb\": %.1f}\n",
-          source.c_str(), precision_name(opts.precision), opts.device.c_str(), runtime_threads(), h, w,
-          frames, runs, median, ms.front(), ms.back(), rss);
+          source.c_str(), precision_name(opts.precision), cli::describe(upscaler).c_str(),
+          opts.device.c_str(), runtime_threads(), h, w, frames, runs, median, ms.front(), ms.back(), rss);
     } else {
       std::printf(
           "%s, %s, %d threads, %dx%d x %d frames: %.1f ms/frame (median of %d; min %.1f, "
           "max %.1f), peak RSS %.0f MB\n",
-          source.c_str(), precision_name(opts.precision), runtime_threads(), h, w, frames, median, runs,
+          source.c_str(), cli::describe(upscaler).c_str(), runtime_threads(), h, w, frames, median, runs,
           ms.front(), ms.back(), rss);
     }
     return 0;

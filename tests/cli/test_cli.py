@@ -5,6 +5,7 @@ line on stderr and never a crash (a signal) or a hang (a timeout).
 
 usage: test_cli.py BUILD_DIR SOURCE_DIR
 """
+import json
 import os
 import shutil
 import struct
@@ -13,12 +14,19 @@ import sys
 import tempfile
 import zlib
 
+import numpy as np
+from PIL import Image
+
 BUILD, SOURCE = sys.argv[1], sys.argv[2]
 TOOLS = {
     "import": os.path.join(BUILD, "tools", "qbasicvsr-import"),
     "upscale": os.path.join(BUILD, "tools", "qbasicvsr-upscale"),
     "bench": os.path.join(BUILD, "bench", "qbasicvsr-bench"),
+    "complexity": os.path.join(BUILD, "tools", "qbasicvsr-complexity"),
 }
+# The official REDS4 weights, when tools/scripts/fetch_official_models.sh has imported them: the
+# only SPyNet at hand whose flows are real (the shipped stand-in's is random).
+OFFICIAL = os.path.join(os.path.expanduser("~"), ".cache", "qbasicvsr", "basicvsr-reds4-fp32.safetensors")
 FIXTURES = os.path.join(SOURCE, "tests", "fixtures")
 failures = []
 passed = 0
@@ -140,10 +148,85 @@ def main():
         r = run([TOOLS["bench"], "--arch", "8,1", "--size", "16x24", "--frames", "2", "--runs", "1", "--json"])
         case("bench --json prints ms_per_frame and peak_rss_mb",
              r.returncode == 0 and '"ms_per_frame"' in r.stdout and '"peak_rss_mb"' in r.stdout, r.stderr)
+        quantization_cases(tmp, frames, shipped, env)
+        complexity_cases(tmp, shipped)
     finally:
         shutil.rmtree(tmp)
     print(f"{passed} passed, {len(failures)} failed")
     sys.exit(1 if failures else 0)
+
+
+def quantization_cases(tmp, frames, shipped, env):
+    for p in ["fake", "int8"]:
+        out = os.path.join(tmp, "out-" + p)
+        r = subprocess.run([TOOLS["upscale"], "-m", shipped, "-p", p, "--bits", "6", "--threads", "2", frames, out],
+                           capture_output=True, text=True, env=env, timeout=300)
+        produced = sorted(os.listdir(out)) if os.path.isdir(out) else []
+        case(f"upscale -p {p} --bits 6", r.returncode == 0 and len(produced) == 3
+             and all(png_size(os.path.join(out, f)) == (36, 28) for f in produced)
+             and "W6 partial, ranges observed" in r.stderr, r.stderr)
+    r = subprocess.run([TOOLS["upscale"], "-m", shipped, "-p", "int8", "--scope", "full", frames,
+                        os.path.join(tmp, "out-full")], capture_output=True, text=True, env=env, timeout=300)
+    case("upscale -p int8 --scope full", r.returncode == 0 and "W8 full" in r.stderr, r.stderr)
+    out = os.path.join(tmp, "out-x")
+    expect_error("upscale: bits out of range", [TOOLS["upscale"], "-m", shipped, "-p", "int8", "--bits", "9", frames, out],
+                 "--bits must be an integer in 2..8")
+    expect_error("upscale: bad scope", [TOOLS["upscale"], "-m", shipped, "-p", "int8", "--scope", "most", frames, out],
+                 "unknown scope")
+    r = run([TOOLS["bench"], "--arch", "8,1", "--size", "16x24", "--frames", "2", "--runs", "1", "-p", "int8",
+             "--bits", "4", "--json"])
+    case("bench -p int8 --json", r.returncode == 0 and '"ms_per_frame"' in r.stdout
+         and '"int8 W4 partial' in r.stdout, r.stderr)
+
+
+def luma_gradient_detail(path):
+    """S_t by numpy: 1000 * mean(|dY/dx| + |dY/dy|), BT.601 luma in [0, 1], numpy.gradient."""
+    rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 255.0
+    y = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+    gy, gx = np.gradient(y)
+    return 1000.0 * np.mean(np.abs(gx) + np.abs(gy))
+
+
+def shifted_clip(folder, dx, dy, n=5, h=96, w=128):
+    """n crops of a real photo whose window moves (dx, dy) pixels per frame."""
+    src = np.asarray(Image.open(os.path.join(SOURCE, "examples", "data", "cockatoo", "00000000.png")).convert("RGB"))
+    os.makedirs(folder)
+    for t in range(n):
+        y0, x0 = 20 + dy * t, 40 + dx * t
+        Image.fromarray(src[y0:y0 + h, x0:x0 + w]).save(os.path.join(folder, f"f{t}.png"))
+
+
+def complexity_cases(tmp, shipped):
+    clip = os.path.join(tmp, "shift")
+    shifted_clip(clip, 2, 1)
+    r = run([TOOLS["complexity"], "-m", shipped, "--json", clip])
+    ok = r.returncode == 0
+    if ok:
+        j = json.loads(r.stdout)
+        names = sorted(os.listdir(clip))
+        expected = [luma_gradient_detail(os.path.join(clip, n)) for n in names]
+        got = [f["S"] for f in j["frames"]]
+        ok = len(j["pairs"]) == 4 and all(abs(a - b) <= 1e-6 * max(1.0, b) for a, b in zip(got, expected))
+        mean_pairs = np.mean([p["T_mag"] + j["gamma"] * p["T_cons"] for p in j["pairs"]])
+        ok = ok and abs(j["C_V"] - (np.mean(expected) + j["lambda"] * mean_pairs)) < 1e-6 * j["C_V"]
+        ok = ok and j["b_V"] == 0  # the stand-in has no FG-VBA thresholds
+    case("complexity: S_t equals numpy.gradient's, C_V its parts", ok, r.stdout + r.stderr)
+    expect_error("complexity: missing input", [TOOLS["complexity"], "-m", shipped, os.path.join(tmp, "none")],
+                 "qbasicvsr-complexity:")
+    if not os.path.exists(OFFICIAL):
+        print("skip complexity with real flows: run tools/scripts/fetch_official_models.sh first")
+        return
+    r = run([TOOLS["complexity"], "-m", OFFICIAL, "--json", clip], timeout=300)
+    pairs = json.loads(r.stdout)["pairs"] if r.returncode == 0 else []
+    case("complexity: (2, 1) px/frame shift gives T_mag ~ 2.24, T_cons ~ 0",
+         len(pairs) == 4 and all(abs(p["T_mag"] - 5 ** 0.5) <= 0.3 and p["T_cons"] < 0.3 for p in pairs),
+         r.stdout + r.stderr)
+    static = os.path.join(tmp, "static")
+    shifted_clip(static, 0, 0)
+    r = run([TOOLS["complexity"], "-m", OFFICIAL, "--json", static], timeout=300)
+    pairs = json.loads(r.stdout)["pairs"] if r.returncode == 0 else []
+    case("complexity: static clip gives T_mag ~ 0", len(pairs) == 4 and all(p["T_mag"] < 0.1 for p in pairs),
+         r.stdout + r.stderr)
 
 
 if __name__ == "__main__":

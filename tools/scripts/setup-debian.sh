@@ -6,7 +6,7 @@ cd "$(dirname "$0")/../.."
 
 packages=(
   g++ meson ninja-build pkg-config ccache
-  libtorch-dev libdnnl-dev python3-torch python3-numpy
+  libtorch-dev libdnnl-dev python3-torch python3-numpy python3-pil
   nlohmann-json3-dev libzip-dev libpng-dev libgtest-dev
   clang clang-format libclang-rt-14-dev
 )

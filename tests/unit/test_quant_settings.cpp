@@ -1,0 +1,117 @@
+// Quantization settings in model files: round trip, and a named error for every bad field.
+#include <gtest/gtest.h>
+
+#include "qbasicvsr/error.h"
+#include "qbasicvsr/model_file.h"
+#include "test_util.h"
+
+using namespace qbasicvsr;
+using test::error_of;
+
+namespace {
+
+QuantSettings sample_settings() {
+  QuantSettings q;
+  q.b_base = 6;
+  q.scope = Scope::Full;
+  q.layers["fusion"] = LayerQuant{-1, true, -0.25f, 3.0000002f, {}};
+  q.layers["conv_last"] = LayerQuant{1, true, 0.0f, 1.5f, {0.5f, 0.25f, 0.125f}};
+  q.fg_vba.lambda = 7.5;
+  q.fg_vba.gamma = 0.3;
+  q.fg_vba.tau_lo = 20.0;
+  q.fg_vba.tau_hi = 45.5;
+  q.ts_lba = TsLbaThresholds{0.1, 0.2, 0.3, 0.4};
+  return q;
+}
+
+std::string settings_error(const std::string& json) {
+  return error_of([&] { QuantSettings::from_json(json).validate(test::tiny_arch()); });
+}
+
+}  // namespace
+
+TEST(QuantSettings, JsonRoundTripIsExact) {
+  const QuantSettings q = sample_settings();
+  const QuantSettings r = QuantSettings::from_json(q.to_json());
+  EXPECT_EQ(r.b_base, 6);
+  EXPECT_EQ(r.scope, Scope::Full);
+  ASSERT_EQ(r.layers.size(), 2u);
+  EXPECT_EQ(r.layers.at("fusion").b_L, -1);
+  EXPECT_EQ(r.layers.at("fusion").u, 3.0000002f);  // floats survive bit for bit
+  EXPECT_EQ(r.layers.at("conv_last").weight_clip, (std::vector<float>{0.5f, 0.25f, 0.125f}));
+  EXPECT_EQ(*r.fg_vba.tau_hi, 45.5);
+  EXPECT_EQ(r.ts_lba->u_temp, 0.4);
+  EXPECT_EQ(r.to_json(), q.to_json());
+}
+
+TEST(QuantSettings, ModelFileCarriesThem) {
+  Model m = random_model(test::tiny_arch(), 1);
+  m.quantization = sample_settings();
+  const auto f = model_to_safetensors(m);
+  ASSERT_EQ(f.metadata.count(kQuantizationKey), 1u);
+  const auto bytes = serialize_safetensors(f);
+  const Model r = model_from_safetensors(parse_safetensors(bytes.data(), bytes.size()));
+  ASSERT_TRUE(r.quantization.has_value());
+  EXPECT_EQ(r.quantization->to_json(), m.quantization->to_json());
+  EXPECT_EQ(r.extra_metadata.count(kQuantizationKey), 0u);
+  EXPECT_FALSE(random_model(test::tiny_arch(), 1).quantization.has_value());
+}
+
+TEST(QuantSettings, BadFieldsAreNamed) {
+  EXPECT_NE(settings_error("[]").find("not a JSON object"), std::string::npos);
+  EXPECT_NE(settings_error(R"({"scope": "partial"})").find("b_base"), std::string::npos);
+  EXPECT_NE(settings_error(R"({"b_base": 9, "scope": "partial"})").find("b_base"), std::string::npos);
+  EXPECT_NE(settings_error(R"({"b_base": 1, "scope": "partial"})").find("b_base"), std::string::npos);
+  EXPECT_NE(settings_error(R"({"b_base": 6, "scope": "half"})").find("unknown scope"), std::string::npos);
+  EXPECT_NE(
+      settings_error(R"({"b_base": 6, "scope": "pq", "layers": {"nope": {"b_L": 0}}})").find("\"nope\""),
+      std::string::npos);
+  EXPECT_NE(
+      settings_error(R"({"b_base": 6, "scope": "pq", "layers": {"fusion": {"b_L": 0, "range": [2, 1]}}})")
+          .find("l < u"),
+      std::string::npos);
+  EXPECT_NE(
+      settings_error(R"({"b_base": 6, "scope": "pq", "layers": {"fusion": {"b_L": 0, "range": [0, 1e39]}}})")
+          .find("out of range"),
+      std::string::npos);
+  EXPECT_NE(settings_error(R"({"b_base": 6, "scope": "pq", "layers": {"fusion": {"b_L": 20}}})").find("b_L"),
+            std::string::npos);
+  // conv_last has 3 output channels.
+  EXPECT_NE(settings_error(
+                R"({"b_base": 6, "scope": "pq", "layers": {"conv_last": {"b_L": 0, "weight_clip": [1, 2]}}})")
+                .find("weight_clip needs 3"),
+            std::string::npos);
+  EXPECT_NE(settings_error(R"({"b_base": 6, "scope": "pq", "fg_vba": {"lambda": 1}})").find("gamma"),
+            std::string::npos);
+  EXPECT_NE(settings_error(R"({"b_base": 6, "scope": "pq", "fg_vba": {"lambda": 1, "gamma": 1, "tau_lo": 5,
+            "tau_hi": 4}})")
+                .find("tau_lo"),
+            std::string::npos);
+  EXPECT_NE(settings_error(R"({"b_base": 6, "scope": "pq", "ts_lba": {"l_space": 1}})").find("u_space"),
+            std::string::npos);
+  EXPECT_EQ(settings_error(sample_settings().to_json()), "");
+}
+
+TEST(QuantSettings, RangesCoverTheScope) {
+  const Architecture arch = test::tiny_arch();
+  QuantSettings q;
+  EXPECT_FALSE(q.has_ranges(arch));
+  for (const auto& l : conv_layers(arch))
+    if (quantized_in(l, Scope::Partial)) q.layers[l.name] = LayerQuant{0, true, 0.0f, 1.0f, {}};
+  EXPECT_TRUE(q.has_ranges(arch));
+  q.scope = Scope::Full;  // SPyNet and conv_last need ranges too
+  EXPECT_FALSE(q.has_ranges(arch));
+  // 30 SPyNet convs, 1 + 2N per trunk, fusion, two upconvs, conv_hr, conv_last.
+  EXPECT_EQ(conv_layers(arch).size(), 30u + 2 * 3 + 5);
+}
+
+TEST(QuantGrid, ScalarQuantizer) {
+  const ActGrid g = ActGrid::make(-1.0f, 2.0f, 2);
+  EXPECT_EQ(g.quantize(0.5f), 0.0f);  // tie to even code 1 (value 0)
+  EXPECT_EQ(g.quantize(-0.5f), -0.0f);
+  EXPECT_EQ(g.quantize(1.5f), 2.0f);  // x / S = 1.5 rounds to the even 2
+  EXPECT_FLOAT_EQ(weight_scale(1.27f, 8), 0.01f);
+  EXPECT_GT(weight_scale(0.0f, 4), 0.0f);  // all-zero channels get a tiny positive step
+  EXPECT_NE(error_of([] { ActGrid::make(0, 1, 9); }), "");
+  EXPECT_NE(error_of([] { parse_scope("most"); }), "");
+}

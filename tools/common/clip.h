@@ -1,0 +1,62 @@
+// Reading a clip (a folder of PNG frames) and the precision options shared by the programs.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/cli.h"
+#include "qbasicvsr/image.h"
+#include "qbasicvsr/upscaler.h"
+
+namespace qbasicvsr::cli {
+
+// The frames of a folder in natural name order; every frame must have the first one's size.
+inline std::vector<Image> read_clip(const std::string& dir, std::vector<std::string>* names = nullptr) {
+  const auto files = list_png_files(dir);
+  std::vector<Image> frames;
+  frames.reserve(files.size());
+  for (const auto& f : files) {
+    frames.push_back(read_png(f));
+    if (frames.back().width != frames[0].width || frames.back().height != frames[0].height)
+      throw Error(f + " is " + std::to_string(frames.back().width) + "x" +
+                  std::to_string(frames.back().height) + ", the clip's frames are " +
+                  std::to_string(frames[0].width) + "x" + std::to_string(frames[0].height));
+  }
+  if (names) *names = files;
+  return frames;
+}
+
+// Declares -p, --bits, --scope, --no-adapt, --threads and --device.
+inline void precision_options(Args& args) {
+  args.value("-p", "--precision");
+  args.value("", "--bits");
+  args.value("", "--scope");
+  args.flag("--no-adapt");
+  args.value("", "--threads");
+  args.value("", "--device");
+}
+
+inline UpscalerOptions upscaler_options(const Args& args, const std::string& default_precision) {
+  UpscalerOptions o;
+  o.precision = parse_precision(args.get("--precision", default_precision));
+  o.bits = static_cast<int>(args.get_int("--bits", 0, 2, 8));
+  if (args.has("--scope")) o.scope = parse_scope(args.get("--scope"));
+  o.adaptive = !args.has("--no-adapt");
+  o.threads = static_cast<int>(args.get_int("--threads", 0, 0, 1024));
+  o.device = args.get("--device", "cpu");
+  return o;
+}
+
+// "int8 W6 partial, ranges observed" for logs.
+inline std::string describe(const Upscaler& u) {
+  const auto& o = u.options();
+  std::string s = precision_name(o.precision);
+  if (const auto q = u.quantization()) {
+    s += " W" + std::to_string(q->b_base) + " " + scope_name(q->scope) + ", ranges " +
+         (u.observed_ranges() ? "observed on the input" : "calibrated") +
+         (o.adaptive && q->fg_vba.tau_lo ? ", FG-VBA on" : ", FG-VBA off");
+  }
+  return s;
+}
+
+}  // namespace qbasicvsr::cli
