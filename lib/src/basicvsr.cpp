@@ -2,6 +2,8 @@
 
 #include <c10/core/InferenceMode.h>
 
+#include <algorithm>
+
 namespace qbasicvsr {
 
 namespace {
@@ -10,9 +12,12 @@ namespace {
 constexpr int kSpyNetLayers = 30;
 // Frame pairs per SPyNet batch: enough to fill the cores, few enough to bound memory.
 constexpr int64_t kFlowBatch = 4;
-// Reconstruction runs in bands of this many LR rows: convolutions over smaller high-resolution
-// tensors run ~1.8x faster here (cache and page reuse) and memory stays bounded for big frames.
+// Reconstruction runs in bands of at most this many LR rows: convolutions over smaller
+// high-resolution tensors run ~1.8x faster here (cache and page reuse) and memory stays bounded
+// for big frames; wide frames get fewer rows so that one 64-channel HR band stays near
+// kBandBytes.
 constexpr int64_t kBandRows = 64;
+constexpr int64_t kBandBytes = 96ll << 20;
 // LR rows of context a band needs so that its centre rows are exact: upconv1 (1 row), upconv2
 // at 2x (1/2 row), conv_hr and conv_last at 4x (1/4 row each).
 constexpr int64_t kBandHalo = 2;
@@ -102,8 +107,10 @@ at::Tensor BasicVSR::reconstruct(const at::Tensor& lr_frame, const at::Tensor& b
   at::Tensor out = arch_.base_upsample == BaseUpsample::Bilinear
                        ? at::upsample_bilinear2d(lr_frame, {h * s, w * s}, false)
                        : at::upsample_bicubic2d(lr_frame, {h * s, w * s}, false);
-  for (int64_t r0 = 0; r0 < h; r0 += kBandRows) {
-    const int64_t r1 = std::min(h, r0 + kBandRows);
+  // A 64-channel float tensor at 4x: 4 * 4 * 64 * 4 bytes per LR pixel.
+  const int64_t rows = std::clamp<int64_t>(kBandBytes / (w * 4096), 4, kBandRows);
+  for (int64_t r0 = 0; r0 < h; r0 += rows) {
+    const int64_t r1 = std::min(h, r0 + rows);
     const int64_t a = std::max<int64_t>(0, r0 - kBandHalo), b = std::min(h, r1 + kBandHalo);
     const at::Tensor band =
         reconstruct_band(backward_feat.narrow(2, a, b - a), forward_feat.narrow(2, a, b - a), engine);
@@ -114,22 +121,29 @@ at::Tensor BasicVSR::reconstruct(const at::Tensor& lr_frame, const at::Tensor& b
 
 void BasicVSR::propagate(const at::Tensor& lr_in, const at::Tensor& flows_forward,
                          const at::Tensor& flows_backward, Engine& engine,
-                         const std::function<void(int64_t, const at::Tensor&)>& sink) const {
+                         const std::function<void(int64_t, const at::Tensor&)>& sink, int64_t first,
+                         int64_t last) const {
   c10::InferenceMode guard;
   const at::Tensor lr = lr_in.contiguous();
   const int64_t t = lr.size(0), h = lr.size(2), w = lr.size(3);
+  if (last < 0) last = t;
+  first = std::clamp<int64_t>(first, 0, t);
+  last = std::clamp<int64_t>(last, first, t);
+  // Frames before `first` only feed the forward branch and frames from `last` on only the
+  // backward branch, so neither is reconstructed.
   std::vector<at::Tensor> backward_feats(t);
   at::Tensor feat =
       at::zeros({1, arch_.channels, h, w}, lr.options()).contiguous(at::MemoryFormat::ChannelsLast);
-  for (int64_t i = t - 1; i >= 0; --i) {
+  for (int64_t i = t - 1; i >= first; --i) {
     if (i < t - 1) feat = flow_warp(feat, flows_backward.narrow(0, i, 1));
     feat = backward_.run(lr.narrow(0, i, 1), feat, engine);
-    backward_feats[i] = feat;
+    if (i < last) backward_feats[i] = feat;
   }
   feat = at::zeros_like(feat);
-  for (int64_t i = 0; i < t; ++i) {
+  for (int64_t i = 0; i < last; ++i) {
     if (i > 0) feat = flow_warp(feat, flows_forward.narrow(0, i - 1, 1));
     feat = forward_.run(lr.narrow(0, i, 1), feat, engine);
+    if (i < first) continue;
     const at::Tensor out = reconstruct(lr.narrow(0, i, 1), backward_feats[i], feat, engine);
     backward_feats[i].reset();  // no longer needed: free it before the next frame
     sink(i, out);

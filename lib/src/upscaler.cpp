@@ -109,6 +109,8 @@ Upscaler::Upscaler(const Model& model, const UpscalerOptions& options) {
     throw Error("device \"" + options.device + "\" is not available in this build (only cpu)");
   if (options.bits != 0 && (options.bits < kMinBits || options.bits > kMaxBits))
     throw Error("bits must be in 2..8");
+  if (options.tile_rows < 0 || options.tile_overlap < 0 || options.max_memory_mb < 0)
+    throw Error("tile size, tile overlap and memory budget must not be negative");
   configure_runtime(options.threads);
   impl_ = std::make_unique<Impl>(model, options);
 }
@@ -129,33 +131,163 @@ VideoComplexity Upscaler::analyze(const std::vector<Image>& frames) {
   return measure_complexity(lr, fwd, bwd, impl_->settings ? impl_->settings->fg_vba : FgVbaParams());
 }
 
+namespace {
+
+// What the memory estimate adds on top of per-pixel costs: the libraries, reconstruction bands.
+constexpr double kFixedBytes = 700.0 * (1 << 20);
+// Smallest band of LR rows worth running.
+constexpr int64_t kMinTileRows = 16;
+
+// Bands of full-width LR rows: `core` rows each partition the frame; each band runs with
+// `overlap` extra rows of context on both sides.
+struct Band {
+  int64_t core0, core1, ext0, ext1;
+};
+
+// A remainder shorter than the overlap joins the last band, so that every blend zone (the middle
+// half of an overlap) lies inside both bands it joins. Needs overlap <= core.
+std::vector<Band> make_bands(int64_t h, int64_t core, int64_t overlap) {
+  std::vector<Band> bands;
+  for (int64_t r0 = 0; r0 < h;) {
+    int64_t r1 = std::min(h, r0 + core);
+    if (h - r1 < overlap) r1 = h;
+    bands.push_back({r0, r1, std::max<int64_t>(0, r0 - overlap), std::min(h, r1 + overlap)});
+    r0 = r1;
+  }
+  return bands;
+}
+
+// Weight of the band above a boundary at HR row `boundary` for HR row y: a linear ramp over
+// 2 * half rows centred on the boundary (a step when half is 0). The band below gets 1 - it.
+at::Tensor ramp_down(int64_t y0, int64_t rows, int64_t boundary, int64_t half, const at::TensorOptions& o) {
+  const at::Tensor y = at::arange(y0, y0 + rows, o).add_(0.5);
+  if (half == 0) return (y < static_cast<double>(boundary)).to(o.dtype());
+  return at::clamp((static_cast<double>(boundary + half) - y) / static_cast<double>(2 * half), 0.0, 1.0);
+}
+
+void merge_complexity(VideoComplexity& total, const VideoComplexity& part, double weight) {
+  if (total.T_mag.empty()) {
+    total.T_mag.assign(part.T_mag.size(), 0.0);
+    total.T_cons.assign(part.T_cons.size(), 0.0);
+  }
+  for (std::size_t i = 0; i < part.T_mag.size(); ++i) {
+    total.T_mag[i] += weight * part.T_mag[i];
+    total.T_cons[i] += weight * part.T_cons[i];
+  }
+}
+
+}  // namespace
+
+double Upscaler::estimate_bytes(int64_t height, int64_t width, int64_t frames, int64_t emitted) const {
+  const double c = impl_->net.arch().channels;
+  // Per LR pixel: kept backward features, SPyNet's widest level for a batch of 8 images
+  // (three live 64-channel tensors), trunk transients, and the emitted 8-bit HR frames.
+  const double per_pixel = static_cast<double>(emitted) * c * 4 + 8 * 64 * 4 * 3 + 12 * c * 4 +
+                           static_cast<double>(frames) * 3 * 4;
+  return kFixedBytes + per_pixel * static_cast<double>(height * width);
+}
+
+int64_t Upscaler::tile_rows(int64_t height, int64_t width, int64_t frames, int64_t emitted) const {
+  const auto& o = impl_->options;
+  if (o.tile_rows > 0) return std::min<int64_t>(o.tile_rows, height);
+  if (o.max_memory_mb <= 0) return height;
+  const double budget = static_cast<double>(o.max_memory_mb) * (1 << 20);
+  // The emitted HR frames are held whole whatever the band; the rest scales with band rows.
+  const double outputs = static_cast<double>(emitted) * 48.0 * static_cast<double>(height * width);
+  for (int64_t rows = height; rows > kMinTileRows; rows = rows * 3 / 4) {
+    const int64_t ext = std::min(height, rows + 2 * o.tile_overlap);
+    if (estimate_bytes(ext, width, frames, emitted) + outputs <= budget) return rows;
+  }
+  return std::min(height, kMinTileRows);
+}
+
 ClipReport Upscaler::upscale(const std::vector<Image>& frames,
-                             const std::function<void(std::size_t, Image&&)>& sink) {
+                             const std::function<void(std::size_t, Image&&)>& sink, std::size_t first,
+                             std::size_t count) {
   ClipReport report;
   if (frames.empty()) return report;
   const auto t0 = std::chrono::steady_clock::now();
   c10::InferenceMode guard;
   const at::Tensor lr = images_to_tensor(frames);
   Impl& m = *impl_;
+  const int64_t t = lr.size(0), h = lr.size(2), w = lr.size(3), s = m.net.arch().scale;
+  const int64_t e0 = std::min<int64_t>(static_cast<int64_t>(first), t);
+  const int64_t e1 = count > static_cast<std::size_t>(t - e0) ? t : e0 + static_cast<int64_t>(count);
   if (m.settings && !m.plan) m.observe(lr);
   if (m.plan) m.plan->set_offset(0);
-  auto [fwd, bwd] = m.flows(lr);
-  report.complexity = measure_complexity(lr, fwd, bwd, m.settings ? m.settings->fg_vba : FgVbaParams());
-  auto emit = [&](int64_t i, const at::Tensor& out) {
-    sink(static_cast<std::size_t>(i), tensor_to_image(out));
-  };
-  if (!m.plan) {
-    Fp32Engine fp32;
-    m.net.propagate(lr, fwd, bwd, fp32, emit);
-  } else {
+  const FgVbaParams fg = m.settings ? m.settings->fg_vba : FgVbaParams();
+
+  const int64_t core = tile_rows(h, w, t, e1 - e0);
+  const int64_t overlap = core < h ? std::min<int64_t>(m.options.tile_overlap, core) : 0;
+  const auto bands = make_bands(h, core, overlap);
+  report.tiles = static_cast<int>(bands.size());
+
+  // Flows per band at the base bits; C_V from the whole frame's detail and the bands' motion.
+  std::vector<std::pair<at::Tensor, at::Tensor>> flows;
+  for (const Band& b : bands) flows.push_back(m.flows(lr.narrow(2, b.ext0, b.ext1 - b.ext0)));
+  report.complexity.S = spatial_detail(lr);
+  for (std::size_t i = 0; i < bands.size(); ++i) {
+    const Band& b = bands[i];
+    const auto part =
+        measure_complexity(lr.narrow(2, b.ext0, b.ext1 - b.ext0), flows[i].first, flows[i].second, fg);
+    merge_complexity(report.complexity, part,
+                     static_cast<double>(b.core1 - b.core0) / static_cast<double>(h));
+  }
+  finish_complexity(report.complexity, fg);
+
+  Fp32Engine fp32;
+  Engine* engine = &fp32;
+  if (m.plan) {
+    engine = m.engine.get();
     report.b_V = m.options.adaptive ? report.complexity.b_V : 0;
     if (report.b_V != 0) {
       m.plan->set_offset(report.b_V);
       // In the full scope SPyNet is quantized too: its flows depend on the bits.
-      if (m.plan->settings().scope == Scope::Full) std::tie(fwd, bwd) = m.flows(lr);
+      if (m.plan->settings().scope == Scope::Full)
+        for (std::size_t i = 0; i < bands.size(); ++i)
+          flows[i] = m.flows(lr.narrow(2, bands[i].ext0, bands[i].ext1 - bands[i].ext0));
     }
     report.mean_bits = m.plan->mean_bits();
-    m.net.propagate(lr, fwd, bwd, *m.engine, emit);
+  }
+
+  if (bands.size() == 1) {
+    m.net.propagate(
+        lr, flows[0].first, flows[0].second, *engine,
+        [&](int64_t i, const at::Tensor& out) { sink(static_cast<std::size_t>(i), tensor_to_image(out)); },
+        e0, e1);
+  } else {
+    // Each band's output is final where it alone covers the frame; across a boundary two bands
+    // blend linearly over the middle half of their overlap. `pending` holds, per frame, the
+    // weighted bottom zone of the previous band.
+    const int64_t half = overlap * s / 2;
+    std::vector<at::Tensor> hr(static_cast<std::size_t>(e1 - e0)), pending(hr.size());
+    for (auto& f : hr) f = at::empty({3, h * s, w * s}, lr.options());
+    for (std::size_t bi = 0; bi < bands.size(); ++bi) {
+      const Band& b = bands[bi];
+      const bool top = bi > 0, bottom = bi + 1 < bands.size();
+      const int64_t y_top = b.core0 * s, y_bot = b.core1 * s, y_ext = b.ext0 * s;
+      const int64_t lo = top ? y_top - half : y_top;     // first row this band writes
+      const int64_t hi = bottom ? y_bot + half : y_bot;  // one past the last
+      m.net.propagate(
+          lr.narrow(2, b.ext0, b.ext1 - b.ext0), flows[bi].first, flows[bi].second, *engine,
+          [&](int64_t i, const at::Tensor& out) {
+            const std::size_t k = static_cast<std::size_t>(i - e0);
+            at::Tensor rows = out.select(0, 0).narrow(1, lo - y_ext, hi - lo);
+            at::Tensor weight = at::ones({hi - lo}, lr.options());
+            if (top) weight = weight - ramp_down(lo, hi - lo, y_top, half, lr.options());
+            if (bottom) weight = weight * ramp_down(lo, hi - lo, y_bot, half, lr.options());
+            at::Tensor contrib = rows * weight.view({1, -1, 1});
+            if (top) contrib.narrow(1, 0, 2 * half).add_(pending[k]);
+            const int64_t done = bottom ? hi - lo - 2 * half : hi - lo;
+            hr[k].narrow(1, lo, done).copy_(contrib.narrow(1, 0, done));
+            if (bottom) pending[k] = contrib.narrow(1, done, 2 * half).clone();
+          },
+          e0, e1);
+    }
+    for (std::size_t k = 0; k < hr.size(); ++k) {
+      sink(static_cast<std::size_t>(e0) + k, tensor_to_image(hr[k]));
+      hr[k].reset();
+    }
   }
   report.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return report;

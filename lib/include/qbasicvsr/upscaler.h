@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -28,6 +29,12 @@ struct UpscalerOptions {
   int bits = 0;                // b_base override for fake/int8; 0: the model's (8 without one)
   std::optional<Scope> scope;  // scope override for models without quantization settings
   bool adaptive = true;        // FG-VBA: pick b_V per clip from its complexity
+  // Spatial tiling: frames run as bands of full-width LR rows with tile_overlap rows of context
+  // on each side, blended across band boundaries. tile_rows 0 picks the band height from
+  // max_memory_mb (0: never tile).
+  int tile_rows = 0;
+  int tile_overlap = 16;
+  int max_memory_mb = 4096;
 };
 
 // What one upscale() call did.
@@ -36,6 +43,7 @@ struct ClipReport {
   int b_V = 0;            // the offset used (0 when not adaptive or fp32)
   double mean_bits = 32;  // over the quantized layers; 32 for fp32
   double ms = 0;          // wall time of the call
+  int tiles = 1;          // bands the frames ran in
 };
 
 class Upscaler {
@@ -55,8 +63,14 @@ class Upscaler {
   bool observed_ranges() const;
 
   // Upscales one clip (all frames the same size) in a single bidirectional pass; calls
-  // sink(index, frame) for every output frame in order.
-  ClipReport upscale(const std::vector<Image>& frames, const std::function<void(std::size_t, Image&&)>& sink);
+  // sink(index, frame) in order for the `count` frames from `first` on. The other frames are
+  // context: they steer the propagation but are not reconstructed.
+  ClipReport upscale(const std::vector<Image>& frames, const std::function<void(std::size_t, Image&&)>& sink,
+                     std::size_t first = 0, std::size_t count = SIZE_MAX);
+  // Estimated peak bytes of a pass over `frames` frames of height x width emitting `emitted`.
+  double estimate_bytes(int64_t height, int64_t width, int64_t frames, int64_t emitted) const;
+  // LR rows per band the options give for such a pass (height when no tiling is needed).
+  int64_t tile_rows(int64_t height, int64_t width, int64_t frames, int64_t emitted) const;
   // FG-VBA's measurements of a clip (flows of the model's SPyNet at the base bits).
   VideoComplexity analyze(const std::vector<Image>& frames);
 

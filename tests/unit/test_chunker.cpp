@@ -1,0 +1,191 @@
+// The chunker: frames out == frames in, order and tags, exactness against a single pass when the
+// context covers the clip, flush; output ranges and spatial tiling of the Upscaler.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "qbasicvsr/chunker.h"
+#include "qbasicvsr/error.h"
+#include "test_util.h"
+
+using namespace qbasicvsr;
+
+namespace {
+
+std::vector<Image> random_clip(int n, int w, int h, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::vector<Image> clip(n);
+  for (auto& f : clip) {
+    f.width = w;
+    f.height = h;
+    f.rgb.resize(static_cast<std::size_t>(w) * h * 3);
+    for (auto& b : f.rgb) b = static_cast<uint8_t>(byte(rng));
+  }
+  return clip;
+}
+
+Architecture small_arch() {
+  Architecture a;
+  a.channels = 8;
+  a.blocks = 1;
+  a.hr_channels = 8;
+  return a;
+}
+
+std::vector<Image> single_pass(Upscaler& u, const std::vector<Image>& clip) {
+  std::vector<Image> out;
+  u.upscale(clip, [&](std::size_t, Image&& f) { out.push_back(std::move(f)); });
+  return out;
+}
+
+double psnr(const Image& a, const Image& b) {
+  double se = 0;
+  for (std::size_t i = 0; i < a.rgb.size(); ++i) se += std::pow(double(a.rgb[i]) - double(b.rgb[i]), 2);
+  return se == 0 ? 1e9 : 10 * std::log10(255.0 * 255.0 * a.rgb.size() / se);
+}
+
+class ChunkerTest : public ::testing::Test {
+ protected:
+  // Scale 1: weights large enough that every frame of the window changes the output.
+  Model model = random_model(small_arch(), 11, 1.0f);
+  UpscalerOptions options() {
+    UpscalerOptions o;
+    o.threads = 2;
+    return o;
+  }
+};
+
+}  // namespace
+
+TEST_F(ChunkerTest, FramesOutEqualFramesInInOrder) {
+  Upscaler up(model, options());
+  const int c = 4;
+  for (int n : {1, c - 1, c, c + 1, 3 * c + 2}) {
+    Chunker ch(up, {c, 2});
+    std::vector<uint64_t> tags;
+    const auto clip = random_clip(n, 6, 5, n);
+    auto out = [&](uint64_t tag, Image&& f) {
+      EXPECT_EQ(f.width, 24);
+      EXPECT_EQ(f.height, 20);
+      tags.push_back(tag);
+    };
+    for (int i = 0; i < n; ++i) {
+      ch.push(clip[i], 100 + i, out);
+      EXPECT_LE(ch.pending(), static_cast<std::size_t>(ch.latency_frames()));
+    }
+    ch.drain(out);
+    ASSERT_EQ(tags.size(), static_cast<std::size_t>(n)) << n;
+    for (int i = 0; i < n; ++i) EXPECT_EQ(tags[i], static_cast<uint64_t>(100 + i));
+    EXPECT_EQ(ch.pending(), 0u);
+  }
+}
+
+TEST_F(ChunkerTest, ContextCoveringTheClipGivesTheSinglePassExactly) {
+  Upscaler up(model, options());
+  const auto clip = random_clip(7, 9, 6, 3);
+  const auto reference = single_pass(up, clip);
+  Chunker ch(up, {3, 7});
+  std::vector<Image> out;
+  std::vector<ChunkReport> reports;
+  ch.on_report([&](const ChunkReport& r) { reports.push_back(r); });
+  for (std::size_t i = 0; i < clip.size(); ++i)
+    ch.push(clip[i], i, [&](uint64_t, Image&& f) { out.push_back(f); });
+  ch.drain([&](uint64_t, Image&& f) { out.push_back(f); });
+  ASSERT_EQ(out.size(), reference.size());
+  for (std::size_t i = 0; i < out.size(); ++i) EXPECT_EQ(out[i].rgb, reference[i].rgb) << i;
+  ASSERT_EQ(reports.size(), 3u);  // 3 + 3 + 1 frames
+  EXPECT_EQ(reports[0].frames, 3u);
+  EXPECT_EQ(reports[2].frames, 1u);
+  EXPECT_EQ(reports[0].context, 4u);  // no left context yet, 4 frames to the right
+  EXPECT_EQ(reports[2].context, 6u);
+}
+
+TEST_F(ChunkerTest, ShortContextChangesTheResult) {
+  // The test above would pass with a chunker that ignored its context; this one would not.
+  Upscaler up(model, options());
+  const auto clip = random_clip(8, 9, 6, 4);
+  const auto reference = single_pass(up, clip);
+  Chunker ch(up, {2, 0});
+  std::vector<Image> out;
+  for (std::size_t i = 0; i < clip.size(); ++i)
+    ch.push(clip[i], i, [&](uint64_t, Image&& f) { out.push_back(f); });
+  ch.drain([&](uint64_t, Image&& f) { out.push_back(f); });
+  int differing = 0;
+  for (std::size_t i = 0; i < out.size(); ++i) differing += out[i].rgb != reference[i].rgb;
+  EXPECT_GT(differing, 0);
+}
+
+TEST_F(ChunkerTest, FlushDropsEverything) {
+  Upscaler up(model, options());
+  Chunker ch(up, {4, 2});
+  int outputs = 0;
+  auto out = [&](uint64_t, Image&&) { ++outputs; };
+  for (const auto& f : random_clip(5, 4, 4, 1)) ch.push(f, 0, out);
+  EXPECT_EQ(outputs, 0);
+  ch.flush();
+  ch.drain(out);
+  EXPECT_EQ(outputs, 0);
+  // After a flush the next frames may have another size.
+  for (const auto& f : random_clip(2, 3, 2, 2)) ch.push(f, 0, out);
+  ch.drain(out);
+  EXPECT_EQ(outputs, 2);
+  EXPECT_NE(test::error_of([&] { Chunker(up, {0, 1}); }), "");
+  EXPECT_NE(test::error_of([&] { Chunker(up, {1, -1}); }), "");
+}
+
+TEST_F(ChunkerTest, OutputRangeSkipsContextFramesOnly) {
+  Upscaler up(model, options());
+  const auto clip = random_clip(6, 7, 5, 5);
+  const auto reference = single_pass(up, clip);
+  std::vector<std::size_t> indices;
+  up.upscale(
+      clip,
+      [&](std::size_t i, Image&& f) {
+        indices.push_back(i);
+        EXPECT_EQ(f.rgb, reference[i].rgb) << i;
+      },
+      2, 3);
+  EXPECT_EQ(indices, (std::vector<std::size_t>{2, 3, 4}));
+}
+
+TEST_F(ChunkerTest, TilesBlendIntoTheUntiledResult) {
+  // BasicSR's initialisation scale: the scale-1 network of the other tests is chaotic enough that
+  // any change of context anywhere changes every pixel.
+  const Model calm = random_model(small_arch(), 11);
+  Upscaler whole(calm, options());
+  const auto clip = random_clip(4, 10, 40, 6);
+  const auto reference = single_pass(whole, clip);
+  UpscalerOptions o = options();
+  o.tile_rows = 12;
+  o.tile_overlap = 8;
+  Upscaler tiled(calm, o);
+  EXPECT_EQ(tiled.tile_rows(40, 10, 4, 4), 12);
+  double worst = 1e9;
+  std::size_t n = 0;
+  const ClipReport r = tiled.upscale(clip, [&](std::size_t i, Image&& f) {
+    EXPECT_EQ(i, n++);
+    worst = std::min(worst, psnr(f, reference[i]));
+  });
+  EXPECT_EQ(n, clip.size());
+  EXPECT_EQ(r.tiles, 3);  // rows 0-12, 12-24, 24-40 (a remainder under the overlap joins the last)
+  EXPECT_GE(worst, 60.0);
+}
+
+TEST_F(ChunkerTest, MemoryBudgetPicksTheBandHeight) {
+  UpscalerOptions o = options();
+  Upscaler unlimited(model, [&] {
+    auto u = o;
+    u.max_memory_mb = 0;
+    return u;
+  }());
+  EXPECT_EQ(unlimited.tile_rows(720, 1280, 14, 10), 720);
+  o.max_memory_mb = 4096;
+  Upscaler budget(model, o);
+  const int64_t rows = budget.tile_rows(720, 1280, 14, 10);
+  EXPECT_LT(rows, 720);
+  EXPECT_LE(budget.estimate_bytes(rows + 2 * o.tile_overlap, 1280, 14, 10) + 10 * 48.0 * 720 * 1280,
+            4096.0 * (1 << 20));
+  EXPECT_EQ(budget.tile_rows(180, 320, 14, 10), 180);  // small frames run whole
+}
