@@ -9,6 +9,10 @@ packages=(
   libtorch-dev libdnnl-dev python3-torch python3-numpy python3-pil
   nlohmann-json3-dev libzip-dev libpng-dev libgtest-dev
   clang clang-format libclang-rt-14-dev
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav python3-gi gir1.2-gstreamer-1.0
+  gir1.2-gst-plugins-base-1.0
 )
 missing=()
 for p in "${packages[@]}"; do
