@@ -33,6 +33,12 @@ void Chunker::flush() {
   context_.clear();
 }
 
+void Chunker::prime(Image frame) {
+  if (!pending_.empty()) throw Error("context frames must come before the frames to output");
+  context_.push_back(std::move(frame));
+  while (context_.size() > static_cast<std::size_t>(options_.overlap)) context_.pop_front();
+}
+
 void Chunker::run(std::size_t n_out, std::size_t n_right, const Output& out) {
   std::vector<Image> window(context_.begin(), context_.end());
   for (std::size_t i = 0; i < n_out + n_right; ++i) window.push_back(pending_[i].frame);

@@ -124,7 +124,7 @@ def main():
             f.write(b"\xff" * 8 + data[8:100])
         expect_error("upscale: oversized header", [TOOLS["upscale"], "-m", corrupt, frames, out], "too large")
         expect_error("upscale: missing input", [TOOLS["upscale"], "-m", shipped, os.path.join(tmp, "nope"), out],
-                     "not a folder of PNG frames")
+                     "no such video file or folder of PNG frames")
         empty = os.path.join(tmp, "empty")
         os.makedirs(empty)
         expect_error("upscale: empty folder", [TOOLS["upscale"], "-m", shipped, empty, out], "no PNG frames")
@@ -149,6 +149,8 @@ def main():
         case("bench --json prints ms_per_frame and peak_rss_mb",
              r.returncode == 0 and '"ms_per_frame"' in r.stdout and '"peak_rss_mb"' in r.stdout, r.stderr)
         quantization_cases(tmp, frames, shipped, env)
+        resume_cases(tmp, shipped, env)
+        video_cases(tmp, shipped, env)
         complexity_cases(tmp, shipped)
     finally:
         shutil.rmtree(tmp)
@@ -177,6 +179,113 @@ def quantization_cases(tmp, frames, shipped, env):
              "--bits", "4", "--json"])
     case("bench -p int8 --json", r.returncode == 0 and '"ms_per_frame"' in r.stdout
          and '"int8 W4 partial' in r.stdout, r.stderr)
+
+
+def resume_cases(tmp, shipped, env):
+    clip = os.path.join(tmp, "clip11")
+    os.makedirs(clip)
+    for i in range(11):
+        write_png(os.path.join(clip, f"f{i:02d}.png"), 10, 6, seed=i)
+    base = [TOOLS["upscale"], "-m", shipped, "--threads", "2", "--chunk", "3", "--overlap", "2"]
+    full, part = os.path.join(tmp, "full"), os.path.join(tmp, "part")
+    r = subprocess.run(base + [clip, full], capture_output=True, text=True, env=env, timeout=300)
+    case("upscale --chunk 3 --overlap 2 on 11 frames", r.returncode == 0 and len(os.listdir(full)) == 11, r.stderr)
+    # An interrupted job: the first 7 frames done (chunks 0-1 and part of 2).
+    os.makedirs(part)
+    for n in sorted(os.listdir(full))[:7]:
+        shutil.copy(os.path.join(full, n), part)
+    os.remove(os.path.join(part, "f06.png"))
+    with open(os.path.join(part, "f05.png"), "rb") as f:
+        kept = f.read()
+    r = subprocess.run(base + ["--resume", clip, part], capture_output=True, text=True, env=env, timeout=300)
+    same = r.returncode == 0 and sorted(os.listdir(part)) == sorted(os.listdir(full)) and all(
+        open(os.path.join(part, n), "rb").read() == open(os.path.join(full, n), "rb").read()
+        for n in os.listdir(full))
+    case("upscale --resume gives the uninterrupted result byte for byte",
+         same and "resuming at frame 6" in r.stderr and open(os.path.join(part, "f05.png"), "rb").read() == kept,
+         r.stderr)
+
+
+def gst_launch(description, timeout=120):
+    return run(["gst-launch-1.0", "-q"] + description.split(), timeout=timeout)
+
+
+def decoded_video(path):
+    """(frames, width, height) of the first video stream, and whether there is an audio stream."""
+    import gi
+    gi.require_version("Gst", "1.0")
+    from gi.repository import Gst
+    Gst.init(None)
+    pipe = Gst.parse_launch(f'filesrc location="{path}" ! decodebin name=d d. ! videoconvert ! '
+                            "video/x-raw,format=RGB ! appsink name=v sync=false")
+    audio = []
+
+    def pad_added(_, pad):
+        caps = pad.get_current_caps() or pad.query_caps(None)
+        if caps.get_structure(0).get_name().startswith("audio/"):
+            audio.append(pad)
+    pipe.get_by_name("d").connect("pad-added", pad_added)
+    sink = pipe.get_by_name("v")
+    pipe.set_state(Gst.State.PLAYING)
+    frames, size = 0, (0, 0)
+    while True:
+        sample = sink.emit("try-pull-sample", 10 * Gst.SECOND)
+        if sample is None:
+            break
+        s = sample.get_caps().get_structure(0)
+        size = (s.get_value("width"), s.get_value("height"))
+        frames += 1
+    pipe.set_state(Gst.State.NULL)
+    return frames, size[0], size[1], bool(audio)
+
+
+def video_cases(tmp, shipped, env):
+    src = os.path.join(tmp, "in.mp4")
+    r = gst_launch(f"videotestsrc num-buffers=12 pattern=ball ! video/x-raw,width=40,height=30,framerate=12/1 ! "
+                   f"x264enc ! mp4mux name=m ! filesink location={src} audiotestsrc num-buffers=40 ! audioconvert ! "
+                   f"avenc_aac ! m.")
+    if r.returncode != 0:
+        case("make a test clip with audio", False, r.stderr)
+        return
+    for ext in ["mp4", "mkv", "webm"]:
+        out = os.path.join(tmp, "out." + ext)
+        r = subprocess.run([TOOLS["upscale"], "-m", shipped, "--threads", "2", "--chunk", "5", src, out],
+                           capture_output=True, text=True, env=env, timeout=300)
+        got = decoded_video(out) if r.returncode == 0 else None
+        case(f"upscale in.mp4 out.{ext}: same frame count at 4x, audio kept",
+             got == (12, 160, 120, True) and "audio kept" in r.stderr, f"{got} {r.stderr}")
+    silent = os.path.join(tmp, "silent.mkv")
+    gst_launch(f"videotestsrc num-buffers=7 ! video/x-raw,width=21,height=13,framerate=25/1 ! x264enc ! "
+               f"matroskamux ! filesink location={silent}")
+    out = os.path.join(tmp, "silent-x4.mp4")
+    r = subprocess.run([TOOLS["upscale"], "-m", shipped, "-p", "int8", silent, out], capture_output=True, text=True,
+                       env=env, timeout=300)
+    got = decoded_video(out) if r.returncode == 0 else None
+    case("upscale a clip without audio, odd size, int8", got == (7, 84, 52, False), f"{got} {r.stderr}")
+    with open(src, "rb") as f:
+        data = f.read()
+    truncated = os.path.join(tmp, "truncated.mp4")
+    with open(truncated, "wb") as f:
+        f.write(data[: len(data) // 2])
+    expect_error("upscale: truncated video", [TOOLS["upscale"], "-m", shipped, truncated, os.path.join(tmp, "t.mp4")],
+                 "truncated.mp4")
+    garbage = os.path.join(tmp, "garbage.mp4")
+    with open(garbage, "wb") as f:
+        f.write(os.urandom(20000))
+    expect_error("upscale: not a video", [TOOLS["upscale"], "-m", shipped, garbage, os.path.join(tmp, "g.mp4")],
+                 "garbage.mp4")
+    expect_error("upscale: unknown container", [TOOLS["upscale"], "-m", shipped, src, os.path.join(tmp, "o.xyz")],
+                 "unknown output container")
+    expect_error("upscale: --resume on a video", [TOOLS["upscale"], "-m", shipped, "--resume", src,
+                                                   os.path.join(tmp, "o.mp4")], "frame folders only")
+    # Two instances in one pipeline, through the plugin file.
+    plugin_env = dict(env, GST_PLUGIN_PATH=os.path.join(BUILD, "gst"))
+    r = subprocess.run(["gst-launch-1.0", "-q", "videotestsrc", "num-buffers=5", "!",
+                        "video/x-raw,width=8,height=6,format=RGBx", "!", "qbasicvsr", f"model={shipped}",
+                        "chunk-size=2", "!", "qbasicvsr", f"model={shipped}", "chunk-size=3", "overlap=1", "!",
+                        "video/x-raw,width=128,height=96", "!", "fakesink"],
+                       capture_output=True, text=True, env=plugin_env, timeout=300)
+    case("two instances in one gst-launch pipeline", r.returncode == 0, r.stderr)
 
 
 def luma_gradient_detail(path):

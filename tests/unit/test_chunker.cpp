@@ -189,3 +189,24 @@ TEST_F(ChunkerTest, MemoryBudgetPicksTheBandHeight) {
             4096.0 * (1 << 20));
   EXPECT_EQ(budget.tile_rows(180, 320, 14, 10), 180);  // small frames run whole
 }
+
+TEST_F(ChunkerTest, ResumingAtAChunkBorderWithPrimedContextMatchesTheUninterruptedRun) {
+  Upscaler up(model, options());
+  const auto clip = random_clip(11, 6, 5, 9);
+  const ChunkerOptions o{3, 2};
+  std::vector<Image> whole;
+  Chunker a(up, o);
+  for (std::size_t i = 0; i < clip.size(); ++i)
+    a.push(clip[i], i, [&](uint64_t, Image&& f) { whole.push_back(f); });
+  a.drain([&](uint64_t, Image&& f) { whole.push_back(f); });
+  // Resume at chunk 2 (frame 6): the two frames before it are context only.
+  Chunker b(up, o);
+  for (std::size_t i = 4; i < 6; ++i) b.prime(clip[i]);
+  std::vector<std::pair<uint64_t, Image>> resumed;
+  auto out = [&](uint64_t tag, Image&& f) { resumed.emplace_back(tag, f); };
+  for (std::size_t i = 6; i < clip.size(); ++i) b.push(clip[i], i, out);
+  b.drain(out);
+  ASSERT_EQ(resumed.size(), 5u);
+  for (const auto& [tag, f] : resumed) EXPECT_EQ(f.rgb, whole[tag].rgb) << tag;
+  EXPECT_NE(test::error_of([&] { b.push(clip[0], 0, out), b.prime(clip[0]); }), "");
+}

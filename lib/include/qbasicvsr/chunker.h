@@ -41,6 +41,9 @@ class Chunker {
   void drain(const Output& out);
   // Drops everything queued and the context, without output.
   void flush();
+  // Adds a frame as left context only (it is not output): resuming a clip at a chunk border
+  // with the frames before it gives the chunks an uninterrupted run would have.
+  void prime(Image frame);
 
   // Frames pushed and not yet output.
   std::size_t pending() const { return pending_.size(); }
