@@ -188,9 +188,10 @@ void on_pad_added(GstElement*, GstPad* pad, gpointer data) {
   gst_caps_unref(caps);
   std::string desc;
   const bool video = name.rfind("video/", 0) == 0, audio = name.rfind("audio/", 0) == 0;
+  // The queues give decoding, inference and encoding a thread each, with bounded buffering.
   if (video && !ctx->have_video) {
     desc = "queue ! videoconvert ! video/x-raw,format=RGB ! qbasicvsr name=sr " + ctx->element_props +
-           " ! videoconvert ! " + ctx->enc.video + " ! queue";
+           " ! queue max-size-buffers=4 ! videoconvert ! " + ctx->enc.video + " ! queue";
   } else if (audio && !ctx->have_audio) {
     desc = std::string("queue ! audioconvert ! audioresample ! ") + ctx->enc.audio + " ! queue";
   } else {
