@@ -23,6 +23,7 @@ TOOLS = {
     "upscale": os.path.join(BUILD, "tools", "qbasicvsr-upscale"),
     "bench": os.path.join(BUILD, "bench", "qbasicvsr-bench"),
     "complexity": os.path.join(BUILD, "tools", "qbasicvsr-complexity"),
+    "eval": os.path.join(BUILD, "tools", "qbasicvsr-eval"),
 }
 # The official REDS4 weights, when tools/scripts/fetch_official_models.sh has imported them: the
 # only SPyNet at hand whose flows are real (the shipped stand-in's is random).
@@ -152,6 +153,7 @@ def main():
         resume_cases(tmp, shipped, env)
         video_cases(tmp, shipped, env)
         complexity_cases(tmp, shipped)
+        eval_cases(tmp, shipped)
     finally:
         shutil.rmtree(tmp)
     print(f"{passed} passed, {len(failures)} failed")
@@ -286,6 +288,31 @@ def video_cases(tmp, shipped, env):
                         "video/x-raw,width=128,height=96", "!", "fakesink"],
                        capture_output=True, text=True, env=plugin_env, timeout=300)
     case("two instances in one gst-launch pipeline", r.returncode == 0, r.stderr)
+
+
+def eval_cases(tmp, shipped):
+    gt = os.path.join(tmp, "gt")
+    os.makedirs(gt)
+    src = os.path.join(SOURCE, "examples", "data", "cockatoo")
+    for n in sorted(os.listdir(src))[:3]:
+        Image.open(os.path.join(src, n)).crop((0, 0, 98, 66)).save(os.path.join(gt, n))  # 98x66: modcrop to 96x64
+    r = run([TOOLS["eval"], "--bicubic", "--gt", gt, "--json"])
+    j = json.loads(r.stdout) if r.returncode == 0 else {}
+    case("eval --bicubic --json", j.get("clips", [{}])[0].get("frames") == 3 and 20 < j["mean"]["psnr"] < 60
+         and 0 < j["mean"]["ssim"] <= 1, r.stdout + r.stderr)
+    r = run([TOOLS["eval"], "-m", shipped, "--gt", gt, "--gt", gt, "--degradation", "BD", "--crop", "4", "--json",
+             "--save", os.path.join(tmp, "saved")], timeout=300)
+    j = json.loads(r.stdout) if r.returncode == 0 else {}
+    case("eval -m MODEL, two clips, BD, --save", len(j.get("clips", [])) == 2
+         and abs(j["mean"]["psnr"] - j["clips"][0]["psnr"]) < 1e-9
+         and len(os.listdir(os.path.join(tmp, "saved", "gt"))) == 3
+         and png_size(os.path.join(tmp, "saved", "gt", "00000000.png")) == (96, 64), r.stdout + r.stderr)
+    expect_error("eval: no clips", [TOOLS["eval"], "--bicubic"], "--gt")
+    expect_error("eval: bad degradation", [TOOLS["eval"], "--bicubic", "--gt", gt, "--degradation", "XY"],
+                 "BI or BD")
+    expect_error("eval: model and bicubic", [TOOLS["eval"], "--bicubic", "-m", shipped, "--gt", gt], "not both")
+    expect_error("eval: missing clip", [TOOLS["eval"], "--bicubic", "--gt", os.path.join(tmp, "nope")],
+                 "qbasicvsr-eval:")
 
 
 def luma_gradient_detail(path):

@@ -1,0 +1,167 @@
+// qbasicvsr-eval: PSNR/SSIM of a model (or the bicubic baseline) on ground-truth clips degraded
+// to LR (BI or BD).
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "common/cli.h"
+#include "common/clip.h"
+#include "qbasicvsr/chunker.h"
+#include "qbasicvsr/degrade.h"
+#include "qbasicvsr/metrics.h"
+#include "qbasicvsr/model_paths.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace qbasicvsr;
+
+constexpr const char* kUsage =
+    "Usage: qbasicvsr-eval [-m MODEL | --bicubic] --gt DIR [--gt DIR ...] [--degradation BI|BD]\n"
+    "                      [-p fp32|fake|int8] [--bits B] [--scope S] [--no-adapt] [--crop N] [--rgb]\n"
+    "                      [--chunk N] [--overlap K] [--max-frames N] [--threads N] [--save DIR] [--json]\n"
+    "\n"
+    "Each --gt names one clip, a folder of ground-truth PNG frames (cropped to multiples of 4). The\n"
+    "clip is degraded to LR (BI: MATLAB imresize 1/4 bicubic with antialiasing; BD: 13x13 Gaussian\n"
+    "blur, sigma 1.6, then every 4th pixel), super-resolved, and scored against the ground truth:\n"
+    "PSNR and SSIM on the BT.601 luma (Y = 16 + 65.481 R + 128.553 G + 24.966 B), or on RGB with\n"
+    "--rgb. Per-clip figures are means over frames; the overall mean is over clips.\n"
+    "\n"
+    "Options:\n"
+    "  -m, --model M       model file or installed model name (default: the default model)\n"
+    "  --bicubic           score MATLAB-style bicubic x4 upscaling instead of a model\n"
+    "  --degradation D     BI (default) or BD\n"
+    "  -p, --precision P   fp32, fake or int8 (default: int8 for a quantized model, else fp32)\n"
+    "  --bits B, --scope S, --no-adapt   as in qbasicvsr-upscale\n"
+    "  --crop N            pixels cropped from every border before scoring (default 0)\n"
+    "  --rgb               score RGB instead of Y\n"
+    "  --chunk N           frames per network pass (default 0: the whole clip in one pass)\n"
+    "  --overlap K         context frames around chunks (default 4)\n"
+    "  --max-frames N      use only the first N frames of each clip\n"
+    "  --threads N         compute threads (default: one per core)\n"
+    "  --save DIR          write the super-resolved frames to DIR/<clip>/\n"
+    "  --json              one JSON object on stdout: clips[] {name, psnr, ssim, frames}, mean {psnr, "
+    "ssim}\n";
+
+struct Score {
+  std::string name;
+  double psnr = 0, ssim = 0;
+  std::size_t frames = 0;
+};
+
+std::string json_number(double v) {
+  if (std::isinf(v)) return "1e999";  // identical frames: JSON has no infinity
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6f", v);
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cli::Args args("qbasicvsr-eval", kUsage);
+  args.value("-m", "--model");
+  args.value("", "--gt");
+  args.value("", "--degradation");
+  args.value("", "--crop");
+  args.value("", "--chunk");
+  args.value("", "--overlap");
+  args.value("", "--max-frames");
+  args.value("", "--save");
+  args.flag("--bicubic");
+  args.flag("--rgb");
+  args.flag("--json");
+  cli::precision_options(args);
+  args.parse(argc, argv);
+  return cli::run_main("qbasicvsr-eval", [&] {
+    if (!args.positional().empty())
+      args.die("unexpected argument " + args.positional()[0] + " (clips go with --gt)");
+    const auto clips = args.all("--gt");
+    if (clips.empty()) args.die("give at least one --gt DIR");
+    const std::string deg = args.get("--degradation", "BI");
+    if (deg != "BI" && deg != "BD") args.die("--degradation must be BI or BD");
+    const bool bicubic = args.has("--bicubic");
+    if (bicubic && args.has("--model")) args.die("give -m MODEL or --bicubic, not both");
+    const int crop = static_cast<int>(args.get_int("--crop", 0, 0, 1000));
+    const bool rgb = args.has("--rgb");
+    const int chunk = static_cast<int>(args.get_int("--chunk", 0, 0, 100000));
+    const int overlap = static_cast<int>(args.get_int("--overlap", 4, 0, 1000));
+    const long max_frames = args.get_int("--max-frames", 0, 0, 1000000);
+
+    std::unique_ptr<Upscaler> upscaler;
+    std::string model_path = "bicubic";
+    if (!bicubic) {
+      model_path = resolve_model(args.get("--model"));
+      const Model model = load_model(model_path);
+      upscaler = std::make_unique<Upscaler>(
+          model, cli::upscaler_options(args, model.quantization ? "int8" : "fp32"));
+    }
+    std::vector<Score> scores;
+    for (const auto& dir : clips) {
+      auto gt = cli::read_clip(dir);
+      if (max_frames > 0 && gt.size() > static_cast<std::size_t>(max_frames)) gt.resize(max_frames);
+      std::vector<Image> lr;
+      for (auto& f : gt) {
+        f = modcrop(f);
+        if (f.width < 4 || f.height < 4) throw Error(dir + ": frames are smaller than 4x4");
+        lr.push_back(deg == "BI" ? degrade_bi(f) : degrade_bd(f));
+      }
+      std::vector<Image> sr(gt.size());
+      if (bicubic) {
+        for (std::size_t i = 0; i < lr.size(); ++i) sr[i] = upscale_bicubic(lr[i]);
+      } else if (chunk == 0) {
+        upscaler->upscale(lr, [&](std::size_t i, Image&& f) { sr[i] = std::move(f); });
+      } else {
+        Chunker chunker(*upscaler, {chunk, overlap});
+        auto out = [&](uint64_t i, Image&& f) { sr[i] = std::move(f); };
+        for (std::size_t i = 0; i < lr.size(); ++i) chunker.push(lr[i], i, out);
+        chunker.drain(out);
+      }
+      Score s;
+      s.name = fs::path(dir).filename().string();
+      if (s.name.empty()) s.name = fs::path(dir).parent_path().filename().string();
+      s.frames = gt.size();
+      for (std::size_t i = 0; i < gt.size(); ++i) {
+        s.psnr += psnr(sr[i], gt[i], crop, rgb) / static_cast<double>(gt.size());
+        s.ssim += ssim(sr[i], gt[i], crop, rgb) / static_cast<double>(gt.size());
+      }
+      if (args.has("--save")) {
+        const fs::path out = fs::path(args.get("--save")) / s.name;
+        fs::create_directories(out);
+        for (std::size_t i = 0; i < sr.size(); ++i) {
+          char name[32];
+          std::snprintf(name, sizeof name, "%08zu.png", i);
+          write_png((out / name).string(), sr[i]);
+        }
+      }
+      if (!args.has("--json"))
+        std::printf("%-24s %4zu frames  PSNR %7.3f dB  SSIM %.4f\n", s.name.c_str(), s.frames, s.psnr,
+                    s.ssim);
+      scores.push_back(s);
+    }
+    double mp = 0, ms = 0;
+    for (const auto& s : scores) {
+      mp += s.psnr / static_cast<double>(scores.size());
+      ms += s.ssim / static_cast<double>(scores.size());
+    }
+    const std::string what = bicubic ? "bicubic" : cli::describe(*upscaler);
+    if (args.has("--json")) {
+      std::printf(
+          "{\"model\": \"%s\", \"method\": \"%s\", \"degradation\": \"%s\", \"metric\": \"%s\", \"crop\": "
+          "%d, "
+          "\"clips\": [",
+          model_path.c_str(), what.c_str(), deg.c_str(), rgb ? "RGB" : "Y", crop);
+      for (std::size_t i = 0; i < scores.size(); ++i)
+        std::printf("%s{\"name\": \"%s\", \"frames\": %zu, \"psnr\": %s, \"ssim\": %s}", i ? ", " : "",
+                    scores[i].name.c_str(), scores[i].frames, json_number(scores[i].psnr).c_str(),
+                    json_number(scores[i].ssim).c_str());
+      std::printf("], \"mean\": {\"psnr\": %s, \"ssim\": %s}}\n", json_number(mp).c_str(),
+                  json_number(ms).c_str());
+    } else {
+      std::printf("mean over %zu clips (%s, %s, %s%s): PSNR %.3f dB  SSIM %.4f\n", scores.size(),
+                  what.c_str(), deg.c_str(), rgb ? "RGB" : "Y",
+                  crop ? (", crop " + std::to_string(crop)).c_str() : "", mp, ms);
+    }
+    return 0;
+  });
+}
