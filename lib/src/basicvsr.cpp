@@ -66,6 +66,7 @@ at::Tensor BasicVSR::Trunk::run(const at::Tensor& lr_frame, const at::Tensor& fe
 }
 
 std::pair<at::Tensor, at::Tensor> BasicVSR::compute_flows(const at::Tensor& lr) const {
+  c10::InferenceMode guard;
   Fp32Engine engine;
   return compute_flows(lr, engine);
 }
@@ -122,8 +123,7 @@ at::Tensor BasicVSR::reconstruct(const at::Tensor& lr_frame, const at::Tensor& b
 void BasicVSR::propagate(const at::Tensor& lr_in, const at::Tensor& flows_forward,
                          const at::Tensor& flows_backward, Engine& engine,
                          const std::function<void(int64_t, const at::Tensor&)>& sink, int64_t first,
-                         int64_t last) const {
-  c10::InferenceMode guard;
+                         int64_t last, const FeatureSink& features) const {
   const at::Tensor lr = lr_in.contiguous();
   const int64_t t = lr.size(0), h = lr.size(2), w = lr.size(3);
   if (last < 0) last = t;
@@ -137,6 +137,7 @@ void BasicVSR::propagate(const at::Tensor& lr_in, const at::Tensor& flows_forwar
   for (int64_t i = t - 1; i >= first; --i) {
     if (i < t - 1) feat = flow_warp(feat, flows_backward.narrow(0, i, 1));
     feat = backward_.run(lr.narrow(0, i, 1), feat, engine);
+    if (features && i < last) features(i, 0, feat);
     if (i < last) backward_feats[i] = feat;
   }
   feat = at::zeros_like(feat);
@@ -144,6 +145,7 @@ void BasicVSR::propagate(const at::Tensor& lr_in, const at::Tensor& flows_forwar
     if (i > 0) feat = flow_warp(feat, flows_forward.narrow(0, i - 1, 1));
     feat = forward_.run(lr.narrow(0, i, 1), feat, engine);
     if (i < first) continue;
+    if (features) features(i, 1, feat);
     const at::Tensor out = reconstruct(lr.narrow(0, i, 1), backward_feats[i], feat, engine);
     backward_feats[i].reset();  // no longer needed: free it before the next frame
     sink(i, out);
@@ -152,7 +154,6 @@ void BasicVSR::propagate(const at::Tensor& lr_in, const at::Tensor& flows_forwar
 
 void BasicVSR::forward(const at::Tensor& lr_in, Engine& engine,
                        const std::function<void(int64_t, const at::Tensor&)>& sink) const {
-  c10::InferenceMode guard;
   const at::Tensor lr = lr_in.contiguous();
   const auto [flows_forward, flows_backward] = compute_flows(lr, engine);
   propagate(lr, flows_forward, flows_backward, engine, sink);
@@ -161,11 +162,24 @@ void BasicVSR::forward(const at::Tensor& lr_in, Engine& engine,
 at::Tensor BasicVSR::forward(const at::Tensor& lr, Engine& engine) const {
   std::vector<at::Tensor> outs;
   forward(lr, engine, [&](int64_t, const at::Tensor& out) { outs.push_back(out); });
-  c10::InferenceMode guard;
   return at::cat(outs, 0);
 }
 
+std::vector<Conv*> BasicVSR::layers() {
+  std::vector<Conv*> out = spynet_.layers();
+  for (Trunk* t : {&backward_, &forward_}) {
+    out.push_back(&t->input);
+    for (auto& [c1, c2] : t->blocks) {
+      out.push_back(&c1);
+      out.push_back(&c2);
+    }
+  }
+  for (Conv* c : {&fusion_, &upconv1_, &upconv2_, &conv_hr_, &conv_last_}) out.push_back(c);
+  return out;
+}
+
 at::Tensor BasicVSR::forward(const at::Tensor& lr) const {
+  c10::InferenceMode guard;
   Fp32Engine engine;
   return forward(lr, engine);
 }

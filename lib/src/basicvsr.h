@@ -13,6 +13,11 @@
 
 namespace qbasicvsr {
 
+// Receives the propagated features of frame t: branch 0 backward, 1 forward ([1,C,H,W]).
+using FeatureSink = std::function<void(int64_t t, int branch, const at::Tensor& feat)>;
+
+// Everything but the fp32 conveniences runs in the caller's autograd mode: calibration trains
+// through the same code.
 class BasicVSR {
  public:
   explicit BasicVSR(const Model& model);
@@ -29,12 +34,15 @@ class BasicVSR {
   // high-resolution frame. The other frames are context for the two propagation branches.
   void propagate(const at::Tensor& lr, const at::Tensor& flows_forward, const at::Tensor& flows_backward,
                  Engine& engine, const std::function<void(int64_t, const at::Tensor&)>& sink, int64_t first = 0,
-                 int64_t last = -1) const;
+                 int64_t last = -1, const FeatureSink& features = {}) const;
   void forward(const at::Tensor& lr, Engine& engine,
                const std::function<void(int64_t, const at::Tensor&)>& sink) const;
   // All outputs as [T,3,4H,4W].
   at::Tensor forward(const at::Tensor& lr, Engine& engine) const;
   at::Tensor forward(const at::Tensor& lr) const;  // fp32
+
+  // Every convolution in conv_layers() order, for training and export.
+  std::vector<Conv*> layers();
 
  private:
   struct Trunk {

@@ -94,15 +94,19 @@ Act FakeEngine::conv(int id, const Conv& c, const Act& x, PostOp post, int, at::
 }
 
 Act RangeObserver::conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) {
+  record(id, x.values());
+  return fp32_.conv(id, c, x, post, next, residual);
+}
+
+void RangeObserver::record(int id, const at::Tensor& x) {
   auto& s = samples_[id];
   if (s.size() < kMaxSamplesPerLayer) {
-    const at::Tensor flat = x.values().reshape({-1});
+    const at::Tensor flat = x.reshape({-1});
     const int64_t step = std::max<int64_t>(1, flat.numel() / kSamplesPerCall);
     const at::Tensor picked = flat.slice(0, 0, flat.numel(), step).contiguous();
     const float* p = picked.data_ptr<float>();
     s.insert(s.end(), p, p + picked.numel());
   }
-  return fp32_.conv(id, c, x, post, next, residual);
 }
 
 std::map<int, std::pair<float, float>> RangeObserver::ranges(double lo, double hi) const {

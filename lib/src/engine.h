@@ -88,6 +88,7 @@ class FakeEngine : public Engine {
 class RangeObserver : public Engine {
  public:
   Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override;
+  void record(int id, const at::Tensor& x);
   // Ranges [P(lo), P(hi)] of the sampled inputs per layer (percentiles in 0..100).
   std::map<int, std::pair<float, float>> ranges(double lo, double hi) const;
 

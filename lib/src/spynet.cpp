@@ -99,6 +99,13 @@ at::Tensor SpyNet::process(const at::Tensor& ref_in, const at::Tensor& supp_in, 
   return flow;
 }
 
+std::vector<Conv*> SpyNet::layers() {
+  std::vector<Conv*> out;
+  for (auto& level : levels_)
+    for (auto& c : level) out.push_back(&c);
+  return out;
+}
+
 at::Tensor SpyNet::flow(const at::Tensor& ref, const at::Tensor& supp) const {
   Fp32Engine engine;
   return flow(ref, supp, engine);

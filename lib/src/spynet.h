@@ -44,6 +44,8 @@ class SpyNet {
   at::Tensor flow(const at::Tensor& ref, const at::Tensor& supp) const;  // in fp32
   // The pyramid on inputs whose sides are multiples of 32.
   at::Tensor process(const at::Tensor& ref, const at::Tensor& supp, Engine& engine) const;
+  // Its convolutions, level by level.
+  std::vector<Conv*> layers();
 
  private:
   std::array<std::vector<Conv>, kLevels> levels_;

@@ -1,0 +1,210 @@
+// qbasicvsr-calibrate: a quantized model from a full-precision one and unlabeled LR clips
+// (TS-LBA bit table, FG-VBA thresholds, ranges, distillation fine-tuning).
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "common/cli.h"
+#include "common/clip.h"
+#include "common/video_frames.h"
+#include "qbasicvsr/calibration.h"
+#include "qbasicvsr/degrade.h"
+#include "qbasicvsr/model_paths.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace qbasicvsr;
+
+constexpr const char* kUsage =
+    "Usage: qbasicvsr-calibrate -m FP_MODEL --clips PATH [--clips PATH ...] --bits B -o OUT.safetensors\n"
+    "                           [--scope partial|full] [--iters 150] [--batch 2] [--crop 64] [--frames 7]\n"
+    "                           [--max-sequences 100] [--degrade BI|BD] [--lambda-skt 1] [--lr 1e-5]\n"
+    "                           [--lr-ranges 1e-3] [--lambda L] [--gamma 1] [--no-ts-lba] [--no-fg-vba]\n"
+    "                           [--range-percentile 99.99] [--seed 1] [--threads N] [--device cpu]\n"
+    "                           [--checkpoint-every 25] [--resume] [--report R.json] [--plot R.svg]\n"
+    "\n"
+    "Quantizes a full-precision model as QBasicVSR does, without ground truth. Each --clips is a\n"
+    "folder of PNG frames or a video file of LR frames (--degrade BI|BD first makes LR frames of\n"
+    "HR clips); clips are cut into sequences of --frames frames. Steps: fp32 statistics on centre\n"
+    "crops (TS-LBA s_space/s_temp -> b_L at the 30th/70th percentiles over layers; initial\n"
+    "activation ranges at the --range-percentile percentiles; C_V per sequence -> lambda, and\n"
+    "tau_lo/tau_hi at its 33rd/67th percentiles), then --iters iterations of distillation: the\n"
+    "fake-quantized network learns its weights, ranges and weight clips from the fp32 one\n"
+    "(L = L_pix + lambda_skt L_skt) on random crops and flips, with each sequence's b_V, Adam with\n"
+    "a cosine decay. --iters 0 gives the post-training-quantization model without fine-tuning.\n"
+    "\n"
+    "Options:\n"
+    "  -m, --model M         full-precision model (file or installed name)\n"
+    "  --clips PATH          calibration clip, repeatable\n"
+    "  --bits B              base bit-width b_base, 2..8\n"
+    "  -o, --output F        the quantized model file\n"
+    "  --report F, --plot F  JSON report; SVG of the per-layer statistics, bits and loss curve\n"
+    "  --checkpoint-every N  write OUT.ckpt every N iterations; --resume continues from it\n"
+    "  --seed S              random crops and flips are a function of (seed, iteration)\n";
+
+// Sequences of `frames` consecutive frames from each clip.
+std::vector<std::vector<Image>> load_sequences(const std::vector<std::string>& clips, int frames,
+                                               int max_sequences, const std::string& degrade,
+                                               std::vector<std::string>* names) {
+  std::vector<std::vector<Image>> seqs;
+  for (const auto& path : clips) {
+    std::error_code ec;
+    std::vector<Image> all;
+    if (fs::is_directory(path, ec))
+      all = cli::read_clip(path);
+    else if (fs::is_regular_file(path, ec))
+      all = cli::read_video_frames(path, static_cast<std::size_t>(frames) * max_sequences);
+    else
+      throw Error(path + ": no such clip folder or video file");
+    if (all.size() < 2)
+      throw Error(path + ": a clip needs at least 2 frames, it has " + std::to_string(all.size()));
+    if (!degrade.empty())
+      for (auto& f : all) f = degrade == "BI" ? degrade_bi(modcrop(f)) : degrade_bd(modcrop(f));
+    for (std::size_t s = 0; s + 2 <= all.size() && static_cast<int>(seqs.size()) < max_sequences;
+         s += frames) {
+      const std::size_t e = std::min(all.size(), s + frames);
+      seqs.emplace_back(all.begin() + static_cast<std::ptrdiff_t>(s),
+                        all.begin() + static_cast<std::ptrdiff_t>(e));
+    }
+    names->push_back(path);
+  }
+  return seqs;
+}
+
+double get_double(const cli::Args& args, const std::string& name, double fallback) {
+  if (!args.has(name)) return fallback;
+  char* end = nullptr;
+  const std::string s = args.get(name);
+  const double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || *end) args.die(name + " must be a number, got \"" + s + "\"");
+  return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cli::Args args("qbasicvsr-calibrate", kUsage);
+  args.value("-m", "--model");
+  args.value("-o", "--output");
+  for (const char* v : {"--clips",
+                        "--bits",
+                        "--scope",
+                        "--iters",
+                        "--batch",
+                        "--crop",
+                        "--frames",
+                        "--max-sequences",
+                        "--degrade",
+                        "--lambda-skt",
+                        "--lr",
+                        "--lr-ranges",
+                        "--lambda",
+                        "--gamma",
+                        "--range-percentile",
+                        "--seed",
+                        "--threads",
+                        "--device",
+                        "--checkpoint-every",
+                        "--report",
+                        "--plot"})
+    args.value("", v);
+  args.flag("--no-ts-lba");
+  args.flag("--no-fg-vba");
+  args.flag("--resume");
+  args.parse(argc, argv);
+  return cli::run_main("qbasicvsr-calibrate", [&] {
+    if (!args.positional().empty()) args.die("unexpected argument " + args.positional()[0]);
+    if (!args.has("--output")) args.die("give the output file with -o OUT.safetensors");
+    if (!args.has("--bits")) args.die("give the base bit-width with --bits B");
+    if (args.all("--clips").empty()) args.die("give at least one --clips PATH");
+    if (args.get("--device", "cpu") != "cpu")
+      throw Error("device \"" + args.get("--device") + "\" is not available in this build (only cpu)");
+    const std::string degrade = args.get("--degrade", "");
+    if (!degrade.empty() && degrade != "BI" && degrade != "BD") args.die("--degrade must be BI or BD");
+    CalibrationOptions o;
+    o.bits = static_cast<int>(args.get_int("--bits", 6, 2, 8));
+    o.scope = parse_scope(args.get("--scope", "partial"));
+    o.iters = static_cast<int>(args.get_int("--iters", 150, 0, 1000000));
+    o.batch = static_cast<int>(args.get_int("--batch", 2, 1, 1024));
+    o.crop = static_cast<int>(args.get_int("--crop", 64, 8, 4096));
+    o.lambda_skt = get_double(args, "--lambda-skt", o.lambda_skt);
+    o.lr_weights = get_double(args, "--lr", o.lr_weights);
+    o.lr_ranges = get_double(args, "--lr-ranges", o.lr_ranges);
+    if (args.has("--lambda")) o.lambda = get_double(args, "--lambda", 0);
+    o.gamma = get_double(args, "--gamma", o.gamma);
+    o.range_percentile = get_double(args, "--range-percentile", o.range_percentile);
+    if (o.range_percentile <= 50 || o.range_percentile > 100)
+      args.die("--range-percentile must be in (50, 100]");
+    o.ts_lba = !args.has("--no-ts-lba");
+    o.fg_vba = !args.has("--no-fg-vba");
+    o.seed = static_cast<uint64_t>(args.get_int("--seed", 1, 0, 1L << 40));
+    o.threads = static_cast<int>(args.get_int("--threads", 0, 0, 1024));
+    o.checkpoint_every = static_cast<int>(args.get_int("--checkpoint-every", 25, 0, 1000000));
+    const std::string output = args.get("--output");
+    o.checkpoint = output + ".ckpt";
+    const int frames = static_cast<int>(args.get_int("--frames", 7, 2, 1000));
+    const int max_seq = static_cast<int>(args.get_int("--max-sequences", 100, 1, 100000));
+
+    const std::string model_path = resolve_model(args.get("--model"));
+    const Model fp = load_model(model_path);
+    std::vector<std::string> clip_names;
+    const auto sequences = load_sequences(args.all("--clips"), frames, max_seq, degrade, &clip_names);
+    std::string resume;
+    if (args.has("--resume")) {
+      if (!fs::exists(o.checkpoint)) throw Error(o.checkpoint + ": no checkpoint to resume from");
+      resume = o.checkpoint;
+    }
+    std::fprintf(
+        stderr, "qbasicvsr-calibrate: %s (%s), %zu sequences from %zu clips, W%dA%d %s, %d iterations x %d\n",
+        model_path.c_str(), fp.arch.summary().c_str(), sequences.size(), clip_names.size(), o.bits, o.bits,
+        scope_name(o.scope), o.iters, o.batch);
+    const bool tty = isatty(STDERR_FILENO);
+    CalibrationReport report;
+    Model out = calibrate(
+        fp, sequences, o, &report,
+        [&](const CalibrationProgress& p) {
+          if (tty || p.iteration == p.iters || p.iteration % 10 == 0)
+            std::fprintf(stderr, "%siteration %d/%d  loss %.5f (pix %.5f, skt %.5f)  %.2f it/s  ETA %.0f s%s",
+                         tty ? "\r" : "", p.iteration, p.iters, p.loss, p.l_pix, p.l_skt, p.it_per_s, p.eta_s,
+                         tty ? "   " : "\n");
+        },
+        resume);
+    if (tty) std::fprintf(stderr, "\n");
+    nlohmann::json prov = nlohmann::json::parse(fp.provenance_json, nullptr, false);
+    if (!prov.is_object()) prov = nlohmann::json::object();
+    prov["calibration"] = {{"fp_model", model_path},
+                           {"fp_model_sha256", file_sha256(model_path)},
+                           {"clips", clip_names},
+                           {"sequences", sequences.size()},
+                           {"degrade", degrade},
+                           {"bits", o.bits},
+                           {"scope", scope_name(o.scope)},
+                           {"iterations", o.iters},
+                           {"batch", o.batch},
+                           {"crop", o.crop},
+                           {"seed", o.seed},
+                           {"lambda_skt", o.lambda_skt},
+                           {"final_loss", report.losses.empty() ? 0.0 : report.losses.back().loss},
+                           {"first_loss", report.losses.empty() ? 0.0 : report.losses.front().loss},
+                           {"seconds", report.stats_seconds + report.train_seconds}};
+    out.provenance_json = prov.dump();
+    save_model(output, out);
+    std::error_code ec;
+    fs::remove(o.checkpoint, ec);
+    if (args.has("--report")) std::ofstream(args.get("--report")) << report_json(report);
+    if (args.has("--plot")) std::ofstream(args.get("--plot")) << report_svg(report);
+    int up = 0, down = 0;
+    for (const auto& l : report.layers) up += l.b_L > 0, down += l.b_L < 0;
+    std::fprintf(stderr,
+                 "qbasicvsr-calibrate: %s: b_L +1 on %d layers, -1 on %d; mean %.2f bits; tau %.2f / %.2f; "
+                 "stats %.0f s, "
+                 "fine-tuning %.0f s\n",
+                 output.c_str(), up, down, report.mean_bits, report.tau_lo, report.tau_hi,
+                 report.stats_seconds, report.train_seconds);
+    return 0;
+  });
+}

@@ -1,0 +1,82 @@
+// QBasicVSR calibration (DESIGN.md section 1): from a full-precision model and unlabeled LR clips
+// to a quantized model — TS-LBA bit table, FG-VBA thresholds, activation ranges, then
+// distillation fine-tuning of weights and ranges. No LibTorch types here.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "qbasicvsr/image.h"
+#include "qbasicvsr/model_file.h"
+
+namespace qbasicvsr {
+
+struct CalibrationOptions {
+  int bits = 6;
+  Scope scope = Scope::Partial;
+  int iters = 150;
+  int batch = 2;                          // sequences per iteration
+  int crop = 64;                          // LR crop side for statistics and fine-tuning
+  double lr_weights = 1e-5;               // Adam, weights and biases of quantized layers
+  double lr_ranges = 1e-3;                // Adam, activation ranges and weight clips
+  double lambda_skt = 1.0;                // L = L_pix + lambda_skt * L_skt
+  double gamma = 1.0;                     // FG-VBA: weight of T_cons
+  std::optional<double> lambda;           // FG-VBA: weight of the motion term; default balances the terms
+  double tau_percentile = 33.3;           // FG-VBA: tau_lo, tau_hi at this percentile of C_V and 100 - it
+  double ts_lba_lo = 30, ts_lba_hi = 70;  // TS-LBA percentiles over layers
+  bool ts_lba = true;                     // false: b_L = 0 everywhere
+  bool fg_vba = true;                     // false: no thresholds (b_V = 0)
+  double range_percentile = 99.99;        // initial ranges: [P(100 - p), P(p)] of the layer inputs
+  uint64_t seed = 1;
+  int threads = 0;
+  int checkpoint_every = 25;  // iterations between checkpoints (0: none)
+  std::string checkpoint;     // checkpoint file ("" : none)
+};
+
+struct LayerCalibration {
+  std::string name;
+  bool quantized = false;
+  double s_space = 0, s_temp = 0;
+  int b_L = 0;
+  float l = 0, u = 0;  // final range
+};
+
+struct CalibrationReport {
+  std::vector<LayerCalibration> layers;
+  std::vector<double> sequence_C_V;  // per calibration sequence
+  std::vector<int> sequence_b_V;
+  double lambda = 0, gamma = 0, tau_lo = 0, tau_hi = 0;
+  TsLbaThresholds ts_lba;
+  double mean_bits = 0;  // over quantized layers and sequences
+  struct Step {
+    int iteration;
+    double loss, l_pix, l_skt;
+  };
+  std::vector<Step> losses;
+  double stats_seconds = 0, train_seconds = 0;
+  int start_iteration = 0;  // > 0 when resumed
+};
+
+struct CalibrationProgress {
+  int iteration, iters;
+  double loss, l_pix, l_skt, it_per_s, eta_s;
+};
+
+// Runs calibration. `sequences` are LR clips (each at least 2 frames, all frames of a sequence
+// the same size). `resume` is a checkpoint written by an earlier run with the same options and
+// sequences: its statistics and weights are reused and training continues where it stopped.
+// Throws Error for a quantized input model, bits out of range, empty or too short sequences.
+Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequences,
+                const CalibrationOptions& options, CalibrationReport* report,
+                const std::function<void(const CalibrationProgress&)>& progress = {},
+                const std::string& resume = "");
+
+// JSON of a report (the calibrate program's --report).
+std::string report_json(const CalibrationReport& report);
+// An SVG picture: per-layer s_space, s_temp and bits, and the loss curve.
+std::string report_svg(const CalibrationReport& report);
+
+}  // namespace qbasicvsr

@@ -1,0 +1,469 @@
+#include "qbasicvsr/calibration.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include <chrono>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+#include <sstream>
+
+#include "basicvsr.h"
+#include "engine.h"
+#include "fg_vba.h"
+#include "qbasicvsr/error.h"
+#include "qbasicvsr/runtime.h"
+#include "quantizer.h"
+#include "tensor_image.h"
+#include "ts_lba.h"
+
+namespace qbasicvsr {
+
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr double kCharbonnierEps = 1e-3;
+constexpr double kLeakySlope = 0.1;
+// Metadata key of a checkpoint's training state.
+constexpr const char* kStateKey = "calibration_state";
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// fp32 execution that also records every layer's input for ranges and TS-LBA.
+class StatsEngine : public Engine {
+ public:
+  Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override {
+    const at::Tensor v = x.values();
+    ranges.record(id, v);
+    ts.observe(id, v);
+    return fp32_.conv(id, c, x, post, next, residual);
+  }
+  RangeObserver ranges;
+  TsLbaObserver ts;
+
+ private:
+  Fp32Engine fp32_;
+};
+
+// Differentiable fake quantization with learnable ranges and weight clips; out of place
+// throughout, as autograd needs the inputs it saved.
+class TrainEngine : public Engine {
+ public:
+  TrainEngine(const QuantPlan& plan, std::vector<at::Tensor>& l, std::vector<at::Tensor>& u,
+              std::vector<at::Tensor>& clip)
+      : plan_(plan), l_(l), u_(u), clip_(clip) {}
+  Act conv(int id, const Conv& c, const Act& x, PostOp post, int, at::Tensor* residual) override {
+    const at::Tensor in = x.values();
+    at::Tensor y;
+    if (plan_.quantized(id)) {
+      const int b = plan_.bits(id);
+      y = at::conv2d(ste_quant_act(in, l_[id], u_[id], b), ste_quant_weight(c.weight, clip_[id], b), c.bias,
+                     {1, 1}, {c.padding, c.padding});
+    } else {
+      y = at::conv2d(in, c.weight, c.bias, {1, 1}, {c.padding, c.padding});
+    }
+    if (post == PostOp::ReLU) y = at::relu(y);
+    if (post == PostOp::LeakyReLU) y = at::leaky_relu(y, kLeakySlope);
+    if (!residual) return y;
+    *residual = *residual + y;
+    return *residual;
+  }
+
+ private:
+  const QuantPlan& plan_;
+  std::vector<at::Tensor>&l_, &u_, &clip_;
+};
+
+// Adam (Kingma & Ba), betas 0.9 / 0.999, eps 1e-8, one learning rate per group.
+struct Adam {
+  struct Group {
+    std::vector<at::Tensor> params, m, v;
+    double lr;
+  };
+  std::vector<Group> groups;
+  int t = 0;
+  void add(std::vector<at::Tensor> params, double lr) {
+    Group g;
+    g.lr = lr;
+    for (auto& p : params) {
+      g.m.push_back(at::zeros_like(p));
+      g.v.push_back(at::zeros_like(p));
+    }
+    g.params = std::move(params);
+    groups.push_back(std::move(g));
+  }
+  void step(double scale) {
+    ++t;
+    const double c1 = 1 - std::pow(0.9, t), c2 = 1 - std::pow(0.999, t);
+    at::NoGradGuard no_grad;
+    for (auto& g : groups)
+      for (std::size_t i = 0; i < g.params.size(); ++i) {
+        at::Tensor& p = g.params[i];
+        if (!p.grad().defined()) continue;
+        const at::Tensor grad = p.grad();
+        g.m[i].mul_(0.9).add_(grad, 0.1);
+        g.v[i].mul_(0.999).addcmul_(grad, grad, 0.001);
+        p.addcdiv_(g.m[i] / c1, (g.v[i] / c2).sqrt_().add_(1e-8), -g.lr * scale);
+        p.mutable_grad().zero_();
+      }
+  }
+};
+
+// A crop of a sequence as [T,3,h,w]: random position and horizontal flip, or the centre.
+at::Tensor crop_sequence(const std::vector<Image>& seq, int crop, std::mt19937_64* rng) {
+  const at::Tensor lr = images_to_tensor(seq);
+  const int64_t h = lr.size(2), w = lr.size(3);
+  const int64_t ch = std::min<int64_t>(crop, h), cw = std::min<int64_t>(crop, w);
+  int64_t y0 = (h - ch) / 2, x0 = (w - cw) / 2;
+  bool flip = false;
+  if (rng) {
+    y0 = std::uniform_int_distribution<int64_t>(0, h - ch)(*rng);
+    x0 = std::uniform_int_distribution<int64_t>(0, w - cw)(*rng);
+    flip = std::uniform_int_distribution<int>(0, 1)(*rng) == 1;
+  }
+  at::Tensor out = lr.narrow(2, y0, ch).narrow(3, x0, cw);
+  if (flip) out = out.flip({3});
+  return out.contiguous();
+}
+
+HostTensor to_host(const at::Tensor& t) {
+  const at::Tensor c = t.detach().contiguous();
+  return HostTensor::from_f32(c.sizes().vec(),
+                              std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel()));
+}
+
+std::vector<float> to_vector(const at::Tensor& t) {
+  const at::Tensor c = t.detach().contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+struct Outputs {
+  std::vector<at::Tensor> frames, features;
+};
+
+Outputs run(const BasicVSR& net, const at::Tensor& lr, const at::Tensor& fwd, const at::Tensor& bwd,
+            Engine& engine) {
+  Outputs o;
+  o.frames.resize(static_cast<std::size_t>(lr.size(0)));
+  o.features.resize(2 * o.frames.size());
+  net.propagate(
+      lr, fwd, bwd, engine,
+      [&](int64_t t, const at::Tensor& out) { o.frames[static_cast<std::size_t>(t)] = out; }, 0, -1,
+      [&](int64_t t, int branch, const at::Tensor& f) {
+        o.features[static_cast<std::size_t>(2 * t + branch)] = f;
+      });
+  return o;
+}
+
+// L_pix = mean_t sqrt(||P_t - Q_t||^2 + eps^2); L_skt = mean over t and both propagation
+// branches of || F_P / ||F_P|| - F_Q / ||F_Q|| ||^2.
+std::pair<at::Tensor, at::Tensor> losses(const Outputs& p, const Outputs& q) {
+  at::Tensor l_pix = at::zeros({}), l_skt = at::zeros({});
+  for (std::size_t t = 0; t < p.frames.size(); ++t)
+    l_pix = l_pix + at::sqrt((p.frames[t] - q.frames[t]).square().sum() + kCharbonnierEps * kCharbonnierEps);
+  for (std::size_t k = 0; k < p.features.size(); ++k) {
+    const at::Tensor fp = p.features[k] / (p.features[k].norm() + 1e-12);
+    const at::Tensor fq = q.features[k] / (q.features[k].norm() + 1e-12);
+    l_skt = l_skt + (fp - fq).square().sum();
+  }
+  return {l_pix / static_cast<double>(p.frames.size()), l_skt / static_cast<double>(p.features.size())};
+}
+
+}  // namespace
+
+Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequences,
+                const CalibrationOptions& o, CalibrationReport* report_out,
+                const std::function<void(const CalibrationProgress&)>& progress, const std::string& resume) {
+  if (fp.quantization)
+    throw Error("the model is already quantized; calibrate its full-precision source instead");
+  if (o.bits < kMinBits || o.bits > kMaxBits) throw Error("--bits must be in 2..8");
+  if (o.iters < 0 || o.batch < 1 || o.crop < 8)
+    throw Error("iters >= 0, batch >= 1 and crop >= 8 are needed");
+  if (sequences.empty()) throw Error("no calibration sequences");
+  for (std::size_t i = 0; i < sequences.size(); ++i)
+    if (sequences[i].size() < 2)
+      throw Error("calibration sequence " + std::to_string(i) + " has " +
+                  std::to_string(sequences[i].size()) + " frame(s); at least 2 are needed");
+  configure_runtime(o.threads);
+  CalibrationReport report;
+  const auto layers = conv_layers(fp.arch);
+  const BasicVSR teacher(fp);
+
+  // 1. Statistics: TS-LBA and ranges on centre crops, FG-VBA on whole frames, all in fp32.
+  const auto t_stats = Clock::now();
+  StatsEngine stats;
+  std::vector<VideoComplexity> complexity;
+  {
+    c10::InferenceMode guard;
+    for (const auto& seq : sequences) {
+      teacher.forward(crop_sequence(seq, o.crop, nullptr), stats, [](int64_t, const at::Tensor&) {});
+      stats.ts.end_clip();
+      const at::Tensor full = images_to_tensor(seq);
+      const auto [fwd, bwd] = teacher.compute_flows(full);
+      complexity.push_back(measure_complexity(full, fwd, bwd, FgVbaParams()));
+    }
+  }
+  QuantSettings q;
+  q.b_base = o.bits;
+  q.scope = o.scope;
+  // FG-VBA: lambda balances the mean detail and motion terms over the calibration sequences.
+  double mean_s = 0, mean_t = 0;
+  for (const auto& c : complexity) {
+    mean_s += c.mean_S / static_cast<double>(complexity.size());
+    mean_t += (c.mean_T_mag + o.gamma * c.mean_T_cons) / static_cast<double>(complexity.size());
+  }
+  q.fg_vba.gamma = o.gamma;
+  q.fg_vba.lambda = o.lambda ? *o.lambda : (mean_t > 1e-9 ? mean_s / mean_t : 0.0);
+  for (auto& c : complexity) finish_complexity(c, q.fg_vba);
+  for (const auto& c : complexity) report.sequence_C_V.push_back(c.C_V);
+  if (o.fg_vba) {
+    q.fg_vba.tau_lo = percentile(report.sequence_C_V, o.tau_percentile);
+    q.fg_vba.tau_hi = percentile(report.sequence_C_V, 100.0 - o.tau_percentile);
+  }
+  for (const auto& c : report.sequence_C_V) report.sequence_b_V.push_back(fg_vba_offset(c, q.fg_vba));
+  // TS-LBA over the layers the scope quantizes.
+  const auto ts_stats = stats.ts.statistics();
+  std::vector<double> s_space, s_temp;
+  for (std::size_t id = 0; id < layers.size(); ++id)
+    if (quantized_in(layers[id], o.scope)) {
+      s_space.push_back(ts_stats.at(static_cast<int>(id)).first);
+      s_temp.push_back(ts_stats.at(static_cast<int>(id)).second);
+    }
+  const TsLbaThresholds th = ts_lba_thresholds(s_space, s_temp, o.ts_lba_lo, o.ts_lba_hi);
+  if (o.ts_lba) q.ts_lba = th;
+  const auto ranges = stats.ranges.ranges(100.0 - o.range_percentile, o.range_percentile);
+  for (std::size_t id = 0; id < layers.size(); ++id) {
+    const auto [ss, st] = ts_stats.at(static_cast<int>(id));
+    LayerCalibration lc{layers[id].name, quantized_in(layers[id], o.scope), ss, st, 0, 0, 0};
+    if (lc.quantized) {
+      LayerQuant& lq = q.layers[lc.name];
+      lq.b_L = o.ts_lba ? ts_lba_offset(ss, st, th) : 0;
+      lq.has_range = true;
+      lq.l = ranges.at(static_cast<int>(id)).first;
+      lq.u = std::max(ranges.at(static_cast<int>(id)).second, lq.l + 1e-3f);
+      lc.b_L = lq.b_L;
+    }
+    report.layers.push_back(lc);
+  }
+  report.lambda = q.fg_vba.lambda;
+  report.gamma = q.fg_vba.gamma;
+  report.tau_lo = q.fg_vba.tau_lo.value_or(0);
+  report.tau_hi = q.fg_vba.tau_hi.value_or(0);
+  report.ts_lba = th;
+  report.stats_seconds = seconds_since(t_stats);
+
+  // 2. The student: the same weights (or a checkpoint's), learnable ranges and weight clips.
+  Model student_model = fp;
+  int start = 0;
+  if (!resume.empty()) {
+    Model ck = load_model(resume);
+    if (!ck.quantization || !ck.extra_metadata.count(kStateKey) || !(ck.arch == fp.arch))
+      throw Error(resume + ": not a calibration checkpoint of this model");
+    const auto state = json::parse(ck.extra_metadata[kStateKey], nullptr, false);
+    if (state.is_discarded() || !state.contains("iteration"))
+      throw Error(resume + ": damaged checkpoint state");
+    start = state["iteration"].get<int>();
+    for (const auto& s : state.value("losses", json::array()))
+      report.losses.push_back({s[0].get<int>(), s[1].get<double>(), s[2].get<double>(), s[3].get<double>()});
+    for (auto& [name, lq] : q.layers) {
+      const LayerQuant* saved = ck.quantization->layer(name);
+      if (!saved || !saved->has_range) throw Error(resume + ": checkpoint lacks layer " + name);
+      lq.l = saved->l;
+      lq.u = saved->u;
+      lq.weight_clip = saved->weight_clip;
+    }
+    student_model.weights = ck.weights;
+  }
+  report.start_iteration = start;
+  QuantPlan plan(fp.arch, q);
+  BasicVSR student(student_model);
+  const auto convs = student.layers();
+  std::vector<at::Tensor> l_param(layers.size()), u_param(layers.size()), clip_param(layers.size());
+  std::vector<at::Tensor> weight_params, range_params;
+  for (std::size_t id = 0; id < layers.size(); ++id) {
+    if (!plan.quantized(static_cast<int>(id))) continue;
+    const LayerQuant& lq = *q.layer(layers[id].name);
+    l_param[id] = at::tensor(lq.l).requires_grad_();
+    u_param[id] = at::tensor(lq.u).requires_grad_();
+    clip_param[id] = weight_clip_values(convs[id]->weight, lq.weight_clip).contiguous().requires_grad_();
+    convs[id]->weight.requires_grad_();
+    convs[id]->bias.requires_grad_();
+    weight_params.insert(weight_params.end(), {convs[id]->weight, convs[id]->bias});
+    range_params.insert(range_params.end(), {l_param[id], u_param[id], clip_param[id]});
+  }
+  Adam adam;
+  adam.add(weight_params, o.lr_weights);
+  adam.add(range_params, o.lr_ranges);
+  TrainEngine train(plan, l_param, u_param, clip_param);
+  Fp32Engine fp32;
+
+  auto export_model = [&](int iteration) {
+    Model m = fp;
+    QuantSettings out = q;
+    for (std::size_t id = 0; id < layers.size(); ++id) {
+      if (!plan.quantized(static_cast<int>(id))) continue;
+      m.weights[layers[id].name + ".weight"] = to_host(convs[id]->weight);
+      m.weights[layers[id].name + ".bias"] = to_host(convs[id]->bias);
+      LayerQuant& lq = out.layers[layers[id].name];
+      lq.l = l_param[id].item<float>();
+      lq.u = std::max(u_param[id].item<float>(), lq.l + 1e-6f);
+      lq.weight_clip = to_vector(at::clamp_min(clip_param[id], 0.0));
+    }
+    m.quantization = out;
+    json losses_json = json::array();
+    for (const auto& s : report.losses) losses_json.push_back({s.iteration, s.loss, s.l_pix, s.l_skt});
+    m.extra_metadata[kStateKey] = json{{"iteration", iteration}, {"losses", losses_json}}.dump();
+    return m;
+  };
+
+  // 3. Distillation: random crops and flips, bits as the element would pick them per sequence,
+  // Adam with a cosine decay of both learning rates to zero over the iterations.
+  const auto t_train = Clock::now();
+  for (int it = start; it < o.iters; ++it) {
+    double l_sum = 0, pix_sum = 0, skt_sum = 0;
+    for (int b = 0; b < o.batch; ++b) {
+      std::mt19937_64 rng(o.seed * 1000003ull + static_cast<uint64_t>(it) * 7919ull +
+                          static_cast<uint64_t>(b));
+      const std::size_t idx = std::uniform_int_distribution<std::size_t>(0, sequences.size() - 1)(rng);
+      const at::Tensor lr = crop_sequence(sequences[idx], o.crop, &rng);
+      plan.set_offset(report.sequence_b_V[idx]);
+      Outputs target;
+      at::Tensor fwd, bwd;
+      {
+        at::NoGradGuard no_grad;
+        std::tie(fwd, bwd) = teacher.compute_flows(lr, fp32);
+        target = run(teacher, lr, fwd, bwd, fp32);
+      }
+      // SPyNet is float in the partial scope: the student's flows are the teacher's.
+      if (o.scope == Scope::Full) std::tie(fwd, bwd) = student.compute_flows(lr, train);
+      const Outputs pred = run(student, lr, fwd, bwd, train);
+      const auto [l_pix, l_skt] = losses(target, pred);
+      const at::Tensor loss = l_pix + o.lambda_skt * l_skt;
+      (loss / static_cast<double>(o.batch)).backward();
+      l_sum += loss.item<double>() / o.batch;
+      pix_sum += l_pix.item<double>() / o.batch;
+      skt_sum += l_skt.item<double>() / o.batch;
+    }
+    adam.step(0.5 * (1.0 + std::cos(M_PI * it / std::max(1, o.iters))));
+    report.losses.push_back({it + 1, l_sum, pix_sum, skt_sum});
+    if (progress) {
+      const double elapsed = seconds_since(t_train), done = it + 1 - start;
+      progress(
+          {it + 1, o.iters, l_sum, pix_sum, skt_sum, done / elapsed, (o.iters - it - 1) * elapsed / done});
+    }
+    if (!o.checkpoint.empty() && o.checkpoint_every > 0 && (it + 1) % o.checkpoint_every == 0 &&
+        it + 1 < o.iters)
+      save_model(o.checkpoint, export_model(it + 1));
+  }
+  report.train_seconds = seconds_since(t_train);
+
+  Model out = export_model(o.iters);
+  out.extra_metadata.erase(kStateKey);
+  double bits = 0;
+  int n = 0;
+  for (int b_V : report.sequence_b_V) {
+    plan.set_offset(b_V);
+    bits += plan.mean_bits();
+    ++n;
+  }
+  report.mean_bits = bits / n;
+  for (auto& lc : report.layers)
+    if (lc.quantized) {
+      lc.l = out.quantization->layer(lc.name)->l;
+      lc.u = out.quantization->layer(lc.name)->u;
+    }
+  if (report_out) *report_out = report;
+  return out;
+}
+
+std::string report_json(const CalibrationReport& r) {
+  json layers = json::array();
+  for (const auto& l : r.layers)
+    layers.push_back({{"name", l.name},
+                      {"quantized", l.quantized},
+                      {"s_space", l.s_space},
+                      {"s_temp", l.s_temp},
+                      {"b_L", l.b_L},
+                      {"range", {l.l, l.u}}});
+  json losses = json::array();
+  for (const auto& s : r.losses)
+    losses.push_back({{"iteration", s.iteration}, {"loss", s.loss}, {"l_pix", s.l_pix}, {"l_skt", s.l_skt}});
+  return json{
+      {"layers", layers},
+      {"sequences", {{"C_V", r.sequence_C_V}, {"b_V", r.sequence_b_V}}},
+      {"fg_vba", {{"lambda", r.lambda}, {"gamma", r.gamma}, {"tau_lo", r.tau_lo}, {"tau_hi", r.tau_hi}}},
+      {"ts_lba",
+       {{"l_space", r.ts_lba.l_space},
+        {"u_space", r.ts_lba.u_space},
+        {"l_temp", r.ts_lba.l_temp},
+        {"u_temp", r.ts_lba.u_temp}}},
+      {"mean_bits", r.mean_bits},
+      {"losses", losses},
+      {"start_iteration", r.start_iteration},
+      {"stats_seconds", r.stats_seconds},
+      {"train_seconds", r.train_seconds}}
+      .dump(1);
+}
+
+std::string report_svg(const CalibrationReport& r) {
+  // Top: per quantized layer, s_space and s_temp (each scaled to its maximum) as bars, coloured
+  // by b_L. Bottom: the loss curve.
+  std::vector<const LayerCalibration*> q;
+  for (const auto& l : r.layers)
+    if (l.quantized) q.push_back(&l);
+  const double width = 960, bar_h = 220, loss_h = 180, margin = 40;
+  double max_space = 1e-12, max_temp = 1e-12;
+  for (const auto* l : q) {
+    max_space = std::max(max_space, l->s_space);
+    max_temp = std::max(max_temp, l->s_temp);
+  }
+  std::ostringstream s;
+  s.setf(std::ios::fixed);
+  s.precision(2);
+  s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << width << "' height='"
+    << (bar_h + loss_h + 4 * margin)
+    << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n";
+  s << "<text x='" << margin
+    << "' y='20'>Per-layer TS-LBA statistics (bars: s_space left, s_temp right, scaled to "
+    << "their maxima); colour = b_L (blue -1, grey 0, red +1)</text>\n";
+  const double slot = (width - 2 * margin) / std::max<std::size_t>(q.size(), 1);
+  for (std::size_t i = 0; i < q.size(); ++i) {
+    const char* colour = q[i]->b_L < 0 ? "#3b6fb6" : q[i]->b_L > 0 ? "#c8413b" : "#999999";
+    const double x = margin + i * slot, hs = bar_h * q[i]->s_space / max_space,
+                 ht = bar_h * q[i]->s_temp / max_temp;
+    s << "<rect x='" << x << "' y='" << (margin + bar_h - hs) << "' width='" << slot * 0.45 << "' height='"
+      << hs << "' fill='" << colour << "'><title>" << q[i]->name << " s_space " << q[i]->s_space << " b_L "
+      << q[i]->b_L << "</title></rect>\n";
+    s << "<rect x='" << x + slot * 0.45 << "' y='" << (margin + bar_h - ht) << "' width='" << slot * 0.45
+      << "' height='" << ht << "' fill='" << colour << "' fill-opacity='0.5'><title>" << q[i]->name
+      << " s_temp " << q[i]->s_temp << "</title></rect>\n";
+  }
+  const double y0 = 2 * margin + bar_h + 20;
+  s << "<text x='" << margin << "' y='" << y0 - 8
+    << "'>Loss L = L_pix + lambda_skt L_skt per iteration</text>\n";
+  if (!r.losses.empty()) {
+    double lo = r.losses[0].loss, hi = lo;
+    for (const auto& p : r.losses) {
+      lo = std::min(lo, p.loss);
+      hi = std::max(hi, p.loss);
+    }
+    const double span = std::max(hi - lo, 1e-12);
+    s << "<polyline fill='none' stroke='#222' stroke-width='1.5' points='";
+    for (std::size_t i = 0; i < r.losses.size(); ++i) {
+      const double x = margin + (width - 2 * margin) * i / std::max<std::size_t>(r.losses.size() - 1, 1);
+      s << x << "," << (y0 + loss_h * (hi - r.losses[i].loss) / span) << " ";
+    }
+    s << "'/>\n<text x='" << width - margin - 200 << "' y='" << y0 + 12 << "'>max " << hi << ", min " << lo
+      << "</text>\n";
+  }
+  s << "</svg>\n";
+  return s.str();
+}
+
+}  // namespace qbasicvsr
