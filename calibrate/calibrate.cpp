@@ -25,7 +25,8 @@ constexpr const char* kUsage =
     "                           [--max-sequences 100] [--degrade BI|BD] [--lambda-skt 1] [--lr 1e-5]\n"
     "                           [--lr-ranges 1e-3] [--lambda L] [--gamma 1] [--no-ts-lba] [--no-fg-vba]\n"
     "                           [--range-percentile 99.99] [--seed 1] [--threads N] [--device cpu]\n"
-    "                           [--checkpoint-every 25] [--resume] [--report R.json] [--plot R.svg]\n"
+    "                           [--checkpoint-every 25] [--stop-at N] [--resume] [--report R.json]\n"
+    "                           [--plot R.svg]\n"
     "\n"
     "Quantizes a full-precision model as QBasicVSR does, without ground truth. Each --clips is a\n"
     "folder of PNG frames or a video file of LR frames (--degrade BI|BD first makes LR frames of\n"
@@ -43,7 +44,9 @@ constexpr const char* kUsage =
     "  --bits B              base bit-width b_base, 2..8\n"
     "  -o, --output F        the quantized model file\n"
     "  --report F, --plot F  JSON report; SVG of the per-layer statistics, bits and loss curve\n"
-    "  --checkpoint-every N  write OUT.ckpt every N iterations; --resume continues from it\n"
+    "  --checkpoint-every N  write OUT.ckpt (and OUT.ckpt.adam) every N iterations; --resume\n"
+    "                        continues from it exactly\n"
+    "  --stop-at N           stop after iteration N with a checkpoint (calibrate in slices)\n"
     "  --seed S              random crops and flips are a function of (seed, iteration)\n";
 
 // Sequences of `frames` consecutive frames from each clip.
@@ -109,6 +112,7 @@ int main(int argc, char** argv) {
                         "--threads",
                         "--device",
                         "--checkpoint-every",
+                        "--stop-at",
                         "--report",
                         "--plot"})
     args.value("", v);
@@ -144,6 +148,7 @@ int main(int argc, char** argv) {
     o.seed = static_cast<uint64_t>(args.get_int("--seed", 1, 0, 1L << 40));
     o.threads = static_cast<int>(args.get_int("--threads", 0, 0, 1024));
     o.checkpoint_every = static_cast<int>(args.get_int("--checkpoint-every", 25, 0, 1000000));
+    o.stop_at = static_cast<int>(args.get_int("--stop-at", 0, 0, 1000000));
     const std::string output = args.get("--output");
     o.checkpoint = output + ".ckpt";
     const int frames = static_cast<int>(args.get_int("--frames", 7, 2, 1000));
@@ -151,6 +156,8 @@ int main(int argc, char** argv) {
 
     const std::string model_path = resolve_model(args.get("--model"));
     const Model fp = load_model(model_path);
+    if (fp.quantization)
+      throw Error(model_path + " is already quantized; calibrate its full-precision source instead");
     std::vector<std::string> clip_names;
     const auto sequences = load_sequences(args.all("--clips"), frames, max_seq, degrade, &clip_names);
     std::string resume;
@@ -174,6 +181,11 @@ int main(int argc, char** argv) {
         },
         resume);
     if (tty) std::fprintf(stderr, "\n");
+    if (report.stopped) {
+      std::fprintf(stderr, "qbasicvsr-calibrate: stopped after iteration %d; --resume continues from %s\n",
+                   o.stop_at, o.checkpoint.c_str());
+      return 0;
+    }
     nlohmann::json prov = nlohmann::json::parse(fp.provenance_json, nullptr, false);
     if (!prov.is_object()) prov = nlohmann::json::object();
     prov["calibration"] = {{"fp_model", model_path},
@@ -189,12 +201,12 @@ int main(int argc, char** argv) {
                            {"seed", o.seed},
                            {"lambda_skt", o.lambda_skt},
                            {"final_loss", report.losses.empty() ? 0.0 : report.losses.back().loss},
-                           {"first_loss", report.losses.empty() ? 0.0 : report.losses.front().loss},
-                           {"seconds", report.stats_seconds + report.train_seconds}};
+                           {"first_loss", report.losses.empty() ? 0.0 : report.losses.front().loss}};
     out.provenance_json = prov.dump();
     save_model(output, out);
     std::error_code ec;
     fs::remove(o.checkpoint, ec);
+    fs::remove(o.checkpoint + ".adam", ec);
     if (args.has("--report")) std::ofstream(args.get("--report")) << report_json(report);
     if (args.has("--plot")) std::ofstream(args.get("--plot")) << report_svg(report);
     int up = 0, down = 0;

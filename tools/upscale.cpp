@@ -1,6 +1,7 @@
 // qbasicvsr-upscale: x4 video super-resolution of a video file (through the GStreamer element)
 // or of a folder of PNG frames (through the same chunker the element uses).
 #include <gst/gst.h>
+#include <gst/pbutils/pbutils.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -254,9 +255,41 @@ std::size_t estimate_frames(GstElement* pipeline, GstElement* sr) {
                : 0;
 }
 
+// Checks that the file has a decodable video stream before the real pipeline runs: decodebin can
+// swallow a demuxer's error while it plugs elements (seen with truncated MP4 files), which would
+// leave the pipeline waiting forever. The discoverer gives up after its timeout instead.
+void probe_input(const std::string& input) {
+  GError* err = nullptr;
+  GstDiscoverer* disc = gst_discoverer_new(20 * GST_SECOND, &err);
+  if (!disc) {
+    const std::string msg = err ? err->message : "cannot create a discoverer";
+    if (err) g_error_free(err);
+    throw Error(msg);
+  }
+  gchar* uri = gst_filename_to_uri(fs::absolute(input).c_str(), nullptr);
+  GstDiscovererInfo* info = gst_discoverer_discover_uri(disc, uri, &err);
+  g_free(uri);
+  std::string problem;
+  const GstDiscovererResult result = info ? gst_discoverer_info_get_result(info) : GST_DISCOVERER_ERROR;
+  if (result == GST_DISCOVERER_TIMEOUT) {
+    problem = "timed out reading the file";
+  } else if (result != GST_DISCOVERER_OK) {
+    problem = err ? err->message : "not a readable media file";
+  } else {
+    GList* videos = gst_discoverer_info_get_video_streams(info);
+    if (!videos) problem = "the file has no video stream";
+    gst_discoverer_stream_info_list_free(videos);
+  }
+  if (err) g_error_free(err);
+  if (info) gst_discoverer_info_unref(info);
+  g_object_unref(disc);
+  if (!problem.empty()) throw Error(input + ": " + problem);
+}
+
 int upscale_video(const Job& job, const Model& model, const std::string& input, const std::string& output) {
   if (!fs::is_regular_file(input)) throw Error(input + ": no such video file or folder of PNG frames");
   if (job.resume) throw Error("--resume works on frame folders only");
+  probe_input(input);
   VideoContext ctx;
   ctx.enc = encoding_for(output);
   ctx.element_props = element_properties(job);

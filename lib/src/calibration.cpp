@@ -80,6 +80,12 @@ class TrainEngine : public Engine {
   std::vector<at::Tensor>&l_, &u_, &clip_;
 };
 
+HostTensor to_host(const at::Tensor& t) {
+  const at::Tensor c = t.detach().contiguous();
+  return HostTensor::from_f32(c.sizes().vec(),
+                              std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel()));
+}
+
 // Adam (Kingma & Ba), betas 0.9 / 0.999, eps 1e-8, one learning rate per group.
 struct Adam {
   struct Group {
@@ -97,6 +103,32 @@ struct Adam {
     }
     g.params = std::move(params);
     groups.push_back(std::move(g));
+  }
+  SafetensorsFile state() const {
+    SafetensorsFile f;
+    f.metadata["t"] = std::to_string(t);
+    for (std::size_t g = 0; g < groups.size(); ++g)
+      for (std::size_t i = 0; i < groups[g].params.size(); ++i) {
+        const std::string k = std::to_string(g) + "." + std::to_string(i);
+        f.tensors["m." + k] = to_host(groups[g].m[i]);
+        f.tensors["v." + k] = to_host(groups[g].v[i]);
+      }
+    return f;
+  }
+  void restore(const SafetensorsFile& f) {
+    t = std::stoi(f.metadata.at("t"));
+    for (std::size_t g = 0; g < groups.size(); ++g)
+      for (std::size_t i = 0; i < groups[g].params.size(); ++i) {
+        const std::string k = std::to_string(g) + "." + std::to_string(i);
+        for (auto [name, dst] :
+             {std::pair{"m." + k, &groups[g].m[i]}, std::pair{"v." + k, &groups[g].v[i]}}) {
+          const auto it = f.tensors.find(name);
+          if (it == f.tensors.end() || it->second.numel() != dst->numel())
+            throw Error("optimizer state does not match the model (" + name + ")");
+          const auto values = it->second.to_f32();
+          dst->copy_(at::from_blob(const_cast<float*>(values.data()), dst->sizes(), at::kFloat));
+        }
+      }
   }
   void step(double scale) {
     ++t;
@@ -130,12 +162,6 @@ at::Tensor crop_sequence(const std::vector<Image>& seq, int crop, std::mt19937_6
   at::Tensor out = lr.narrow(2, y0, ch).narrow(3, x0, cw);
   if (flip) out = out.flip({3});
   return out.contiguous();
-}
-
-HostTensor to_host(const at::Tensor& t) {
-  const at::Tensor c = t.detach().contiguous();
-  return HostTensor::from_f32(c.sizes().vec(),
-                              std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel()));
 }
 
 std::vector<float> to_vector(const at::Tensor& t) {
@@ -300,6 +326,7 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
   Adam adam;
   adam.add(weight_params, o.lr_weights);
   adam.add(range_params, o.lr_ranges);
+  if (!resume.empty()) adam.restore(read_safetensors(resume + ".adam"));
   TrainEngine train(plan, l_param, u_param, clip_param);
   Fp32Engine fp32;
 
@@ -357,9 +384,18 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
       progress(
           {it + 1, o.iters, l_sum, pix_sum, skt_sum, done / elapsed, (o.iters - it - 1) * elapsed / done});
     }
-    if (!o.checkpoint.empty() && o.checkpoint_every > 0 && (it + 1) % o.checkpoint_every == 0 &&
-        it + 1 < o.iters)
+    const bool stop = o.stop_at > 0 && it + 1 == o.stop_at && it + 1 < o.iters;
+    if (!o.checkpoint.empty() &&
+        (stop || (o.checkpoint_every > 0 && (it + 1) % o.checkpoint_every == 0 && it + 1 < o.iters))) {
       save_model(o.checkpoint, export_model(it + 1));
+      write_safetensors(o.checkpoint + ".adam", adam.state());
+    }
+    if (stop) {
+      report.stopped = true;
+      report.train_seconds = seconds_since(t_train);
+      if (report_out) *report_out = report;
+      return Model();
+    }
   }
   report.train_seconds = seconds_since(t_train);
 

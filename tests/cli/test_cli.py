@@ -24,6 +24,7 @@ TOOLS = {
     "bench": os.path.join(BUILD, "bench", "qbasicvsr-bench"),
     "complexity": os.path.join(BUILD, "tools", "qbasicvsr-complexity"),
     "eval": os.path.join(BUILD, "tools", "qbasicvsr-eval"),
+    "calibrate": os.path.join(BUILD, "calibrate", "qbasicvsr-calibrate"),
 }
 # The official REDS4 weights, when tools/scripts/fetch_official_models.sh has imported them: the
 # only SPyNet at hand whose flows are real (the shipped stand-in's is random).
@@ -154,6 +155,7 @@ def main():
         video_cases(tmp, shipped, env)
         complexity_cases(tmp, shipped)
         eval_cases(tmp, shipped)
+        calibrate_cases(tmp, shipped)
     finally:
         shutil.rmtree(tmp)
     print(f"{passed} passed, {len(failures)} failed")
@@ -313,6 +315,52 @@ def eval_cases(tmp, shipped):
     expect_error("eval: model and bicubic", [TOOLS["eval"], "--bicubic", "-m", shipped, "--gt", gt], "not both")
     expect_error("eval: missing clip", [TOOLS["eval"], "--bicubic", "--gt", os.path.join(tmp, "nope")],
                  "qbasicvsr-eval:")
+
+
+def calibrate_cases(tmp, shipped):
+    clip = os.path.join(tmp, "cal")
+    os.makedirs(clip)
+    for i in range(6):
+        write_png(os.path.join(clip, f"{i}.png"), 20, 16, seed=i)
+    out = os.path.join(tmp, "q.safetensors")
+    base = [TOOLS["calibrate"], "-m", shipped, "--clips", clip, "--bits", "4", "--crop", "16", "--frames", "3",
+            "--threads", "2", "--seed", "5"]
+    r = run(base + ["--iters", "4", "-o", out, "--report", out + ".json", "--plot", out + ".svg"], timeout=300)
+    ok = r.returncode == 0 and os.path.exists(out)
+    rep = json.load(open(out + ".json")) if ok else {}
+    case("calibrate: writes a model, a JSON report and an SVG", ok and len(rep["losses"]) == 4
+         and any(l["quantized"] for l in rep["layers"]) and open(out + ".svg").read().startswith("<svg"), r.stderr)
+    r2 = run([TOOLS["upscale"], "-m", out, clip, os.path.join(tmp, "cal-out")], timeout=300)
+    case("calibrated model runs as int8 by default", r2.returncode == 0 and "int8 W4 partial, ranges calibrated"
+         in r2.stderr, r2.stderr)
+    again = os.path.join(tmp, "q2.safetensors")
+    r = run(base + ["--iters", "4", "-o", again], timeout=300)
+    case("calibrate: deterministic with --seed", r.returncode == 0
+         and open(out, "rb").read() == open(again, "rb").read(), r.stderr)
+    # A run stopped after iteration 2 and resumed ends exactly where an uninterrupted one does.
+    part = os.path.join(tmp, "q3.safetensors")
+    r = run(base + ["--iters", "4", "--stop-at", "2", "-o", part], timeout=300)
+    stopped = r.returncode == 0 and not os.path.exists(part) and os.path.exists(part + ".ckpt")
+    r = run(base + ["--iters", "4", "--resume", "-o", part], timeout=300)
+    case("calibrate: --stop-at then --resume gives the uninterrupted result", stopped and r.returncode == 0
+         and open(part, "rb").read() == open(out, "rb").read() and not os.path.exists(part + ".ckpt"), r.stderr)
+    expect_error("calibrate: resume without checkpoint", base + ["--iters", "4", "--resume", "-o",
+                                                                 os.path.join(tmp, "q5.safetensors")], "no checkpoint")
+    expect_error("calibrate: quantized model", [TOOLS["calibrate"], "-m", out, "--clips", clip, "--bits", "6", "-o",
+                                                os.path.join(tmp, "x.safetensors")], "already quantized")
+    expect_error("calibrate: bits out of range", base[:5] + ["--bits", "9", "-o", os.path.join(tmp, "x.safetensors")],
+                 "--bits must be an integer in 2..8")
+    empty = os.path.join(tmp, "empty-clip")
+    os.makedirs(empty)
+    expect_error("calibrate: empty clip folder", [TOOLS["calibrate"], "-m", shipped, "--clips", empty, "--bits", "6",
+                                                  "-o", os.path.join(tmp, "x.safetensors")], "no PNG frames")
+    short = os.path.join(tmp, "short-clip")
+    os.makedirs(short)
+    write_png(os.path.join(short, "a.png"), 20, 16)
+    expect_error("calibrate: one-frame clip", [TOOLS["calibrate"], "-m", shipped, "--clips", short, "--bits", "6",
+                                               "-o", os.path.join(tmp, "x.safetensors")], "at least 2 frames")
+    expect_error("calibrate: no output", [TOOLS["calibrate"], "-m", shipped, "--clips", clip, "--bits", "6"],
+                 "-o OUT")
 
 
 def luma_gradient_detail(path):

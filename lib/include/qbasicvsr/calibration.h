@@ -33,7 +33,8 @@ struct CalibrationOptions {
   uint64_t seed = 1;
   int threads = 0;
   int checkpoint_every = 25;  // iterations between checkpoints (0: none)
-  std::string checkpoint;     // checkpoint file ("" : none)
+  std::string checkpoint;     // checkpoint file ("" : none); the optimizer state goes beside it
+  int stop_at = 0;            // stop after this iteration with a checkpoint (0: run to the end)
 };
 
 struct LayerCalibration {
@@ -58,6 +59,7 @@ struct CalibrationReport {
   std::vector<Step> losses;
   double stats_seconds = 0, train_seconds = 0;
   int start_iteration = 0;  // > 0 when resumed
+  bool stopped = false;     // stopped at options.stop_at: the checkpoint holds the state
 };
 
 struct CalibrationProgress {
@@ -67,7 +69,9 @@ struct CalibrationProgress {
 
 // Runs calibration. `sequences` are LR clips (each at least 2 frames, all frames of a sequence
 // the same size). `resume` is a checkpoint written by an earlier run with the same options and
-// sequences: its statistics and weights are reused and training continues where it stopped.
+// sequences: statistics are recomputed (they are deterministic), weights, ranges and the optimizer
+// state are restored, and training continues where it stopped, with the result an uninterrupted
+// run would give.
 // Throws Error for a quantized input model, bits out of range, empty or too short sequences.
 Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequences,
                 const CalibrationOptions& options, CalibrationReport* report,
