@@ -47,6 +47,8 @@ struct Score {
   std::string name;
   double psnr = 0, ssim = 0;
   std::size_t frames = 0;
+  double bits = 32;  // mean bit-width over the clip's passes (32: fp32 or bicubic)
+  int b_V = 0;       // FG-VBA offset of the last pass
 };
 
 std::string json_number(double v) {
@@ -107,20 +109,34 @@ int main(int argc, char** argv) {
         lr.push_back(deg == "BI" ? degrade_bi(f) : degrade_bd(f));
       }
       std::vector<Image> sr(gt.size());
+      double bits = 32;
+      int b_V = 0;
       if (bicubic) {
         for (std::size_t i = 0; i < lr.size(); ++i) sr[i] = upscale_bicubic(lr[i]);
       } else if (chunk == 0) {
-        upscaler->upscale(lr, [&](std::size_t i, Image&& f) { sr[i] = std::move(f); });
+        const ClipReport r = upscaler->upscale(lr, [&](std::size_t i, Image&& f) { sr[i] = std::move(f); });
+        bits = r.mean_bits;
+        b_V = r.b_V;
       } else {
         Chunker chunker(*upscaler, {chunk, overlap});
+        double bit_sum = 0;
+        std::size_t bit_frames = 0;
+        chunker.on_report([&](const ChunkReport& r) {
+          bit_sum += r.clip.mean_bits * static_cast<double>(r.frames);
+          bit_frames += r.frames;
+          b_V = r.clip.b_V;
+        });
         auto out = [&](uint64_t i, Image&& f) { sr[i] = std::move(f); };
         for (std::size_t i = 0; i < lr.size(); ++i) chunker.push(lr[i], i, out);
         chunker.drain(out);
+        bits = bit_sum / static_cast<double>(std::max<std::size_t>(bit_frames, 1));
       }
       Score s;
       s.name = fs::path(dir).filename().string();
       if (s.name.empty()) s.name = fs::path(dir).parent_path().filename().string();
       s.frames = gt.size();
+      s.bits = bits;
+      s.b_V = b_V;
       for (std::size_t i = 0; i < gt.size(); ++i) {
         s.psnr += psnr(sr[i], gt[i], crop, rgb) / static_cast<double>(gt.size());
         s.ssim += ssim(sr[i], gt[i], crop, rgb) / static_cast<double>(gt.size());
@@ -135,14 +151,15 @@ int main(int argc, char** argv) {
         }
       }
       if (!args.has("--json"))
-        std::printf("%-24s %4zu frames  PSNR %7.3f dB  SSIM %.4f\n", s.name.c_str(), s.frames, s.psnr,
-                    s.ssim);
+        std::printf("%-24s %4zu frames  PSNR %7.3f dB  SSIM %.4f  %.2f bits (b_V %+d)\n", s.name.c_str(),
+                    s.frames, s.psnr, s.ssim, s.bits, s.b_V);
       scores.push_back(s);
     }
-    double mp = 0, ms = 0;
+    double mp = 0, ms = 0, mb = 0;
     for (const auto& s : scores) {
       mp += s.psnr / static_cast<double>(scores.size());
       ms += s.ssim / static_cast<double>(scores.size());
+      mb += s.bits / static_cast<double>(scores.size());
     }
     const std::string what = bicubic ? "bicubic" : cli::describe(*upscaler);
     if (args.has("--json")) {
@@ -152,15 +169,17 @@ int main(int argc, char** argv) {
           "\"clips\": [",
           model_path.c_str(), what.c_str(), deg.c_str(), rgb ? "RGB" : "Y", crop);
       for (std::size_t i = 0; i < scores.size(); ++i)
-        std::printf("%s{\"name\": \"%s\", \"frames\": %zu, \"psnr\": %s, \"ssim\": %s}", i ? ", " : "",
-                    scores[i].name.c_str(), scores[i].frames, json_number(scores[i].psnr).c_str(),
-                    json_number(scores[i].ssim).c_str());
-      std::printf("], \"mean\": {\"psnr\": %s, \"ssim\": %s}}\n", json_number(mp).c_str(),
-                  json_number(ms).c_str());
+        std::printf(
+            "%s{\"name\": \"%s\", \"frames\": %zu, \"psnr\": %s, \"ssim\": %s, \"bits\": %.4f, "
+            "\"b_V\": %d}",
+            i ? ", " : "", scores[i].name.c_str(), scores[i].frames, json_number(scores[i].psnr).c_str(),
+            json_number(scores[i].ssim).c_str(), scores[i].bits, scores[i].b_V);
+      std::printf("], \"mean\": {\"psnr\": %s, \"ssim\": %s, \"bits\": %.4f}}\n", json_number(mp).c_str(),
+                  json_number(ms).c_str(), mb);
     } else {
-      std::printf("mean over %zu clips (%s, %s, %s%s): PSNR %.3f dB  SSIM %.4f\n", scores.size(),
+      std::printf("mean over %zu clips (%s, %s, %s%s): PSNR %.3f dB  SSIM %.4f  %.2f bits\n", scores.size(),
                   what.c_str(), deg.c_str(), rgb ? "RGB" : "Y",
-                  crop ? (", crop " + std::to_string(crop)).c_str() : "", mp, ms);
+                  crop ? (", crop " + std::to_string(crop)).c_str() : "", mp, ms, mb);
     }
     return 0;
   });
