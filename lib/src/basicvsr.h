@@ -33,8 +33,8 @@ class BasicVSR {
   // for t = first..last-1 (last < 0: T) in order, so that callers need not hold every
   // high-resolution frame. The other frames are context for the two propagation branches.
   void propagate(const at::Tensor& lr, const at::Tensor& flows_forward, const at::Tensor& flows_backward,
-                 Engine& engine, const std::function<void(int64_t, const at::Tensor&)>& sink, int64_t first = 0,
-                 int64_t last = -1, const FeatureSink& features = {}) const;
+                 Engine& engine, const std::function<void(int64_t, const at::Tensor&)>& sink,
+                 int64_t first = 0, int64_t last = -1, const FeatureSink& features = {}) const;
   void forward(const at::Tensor& lr, Engine& engine,
                const std::function<void(int64_t, const at::Tensor&)>& sink) const;
   // All outputs as [T,3,4H,4W].

@@ -263,7 +263,8 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
     }
   const TsLbaThresholds th = ts_lba_thresholds(s_space, s_temp, o.ts_lba_lo, o.ts_lba_hi);
   if (o.ts_lba) q.ts_lba = th;
-  const auto ranges = stats.ranges.ranges(100.0 - o.range_percentile, o.range_percentile);
+  const auto percentile_ranges =
+      stats.ranges.ranges(100.0 - std::max(o.range_percentile, 50.0), std::max(o.range_percentile, 50.0));
   for (std::size_t id = 0; id < layers.size(); ++id) {
     const auto [ss, st] = ts_stats.at(static_cast<int>(id));
     LayerCalibration lc{layers[id].name, quantized_in(layers[id], o.scope), ss, st, 0, 0, 0};
@@ -271,8 +272,11 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
       LayerQuant& lq = q.layers[lc.name];
       lq.b_L = o.ts_lba ? ts_lba_offset(ss, st, th) : 0;
       lq.has_range = true;
-      lq.l = ranges.at(static_cast<int>(id)).first;
-      lq.u = std::max(ranges.at(static_cast<int>(id)).second, lq.l + 1e-3f);
+      const auto range = o.range_percentile > 0
+                             ? percentile_ranges.at(static_cast<int>(id))
+                             : stats.ranges.mse_range(static_cast<int>(id), layer_bits(o.bits, 0, lq.b_L));
+      lq.l = range.first;
+      lq.u = std::max(range.second, lq.l + 1e-3f);
       lc.b_L = lq.b_L;
     }
     report.layers.push_back(lc);

@@ -109,6 +109,33 @@ void RangeObserver::record(int id, const at::Tensor& x) {
   }
 }
 
+std::pair<float, float> RangeObserver::mse_range(int id, int bits) const {
+  const auto& all = samples_.at(id);
+  // A regular subsample keeps the search cheap; the candidates come from all samples.
+  std::vector<float> s;
+  const std::size_t step = std::max<std::size_t>(1, all.size() / (1 << 17));
+  for (std::size_t i = 0; i < all.size(); i += step) s.push_back(all[i]);
+  std::vector<double> v(all.begin(), all.end());
+  static constexpr double kTails[] = {0.0, 1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 2.0};
+  std::pair<float, float> best{0.0f, 1.0f};
+  double best_err = -1;
+  for (double tail : kTails) {
+    const float l = static_cast<float>(percentile(v, tail)),
+                u = static_cast<float>(percentile(v, 100.0 - tail));
+    const ActGrid g = ActGrid::make(l, std::max(u, l + 1e-6f), bits);
+    double err = 0;
+    for (float x : s) {
+      const double d = static_cast<double>(g.quantize(x)) - x;
+      err += d * d;
+    }
+    if (best_err < 0 || err < best_err) {
+      best_err = err;
+      best = {l, std::max(u, l + 1e-6f)};
+    }
+  }
+  return best;
+}
+
 std::map<int, std::pair<float, float>> RangeObserver::ranges(double lo, double hi) const {
   std::map<int, std::pair<float, float>> out;
   for (const auto& [id, s] : samples_) {
