@@ -24,7 +24,7 @@ constexpr const char* kUsage =
     "                           [--scope partial|full] [--iters 150] [--batch 2] [--crop 64] [--frames 7]\n"
     "                           [--max-sequences 100] [--degrade BI|BD] [--lambda-skt 1] [--lr 1e-5]\n"
     "                           [--lr-ranges 1e-3] [--lambda L] [--gamma 1] [--no-ts-lba] [--no-fg-vba]\n"
-    "                           [--range-percentile P] [--seed 1] [--threads N] [--device cpu]\n"
+    "                           [--range-percentile 99.99] [--seed 1] [--threads N] [--device cpu]\n"
     "                           [--checkpoint-every 25] [--stop-at N] [--resume] [--report R.json]\n"
     "                           [--plot R.svg]\n"
     "\n"
@@ -32,8 +32,8 @@ constexpr const char* kUsage =
     "folder of PNG frames or a video file of LR frames (--degrade BI|BD first makes LR frames of\n"
     "HR clips); clips are cut into sequences of --frames frames. Steps: fp32 statistics on centre\n"
     "crops (TS-LBA s_space/s_temp -> b_L at the 30th/70th percentiles over layers; initial\n"
-    "activation ranges: per layer the clip whose grid reproduces the layer's inputs with the least\n"
-    "squared error, or [P(100-p), P(p)] with --range-percentile p; C_V per sequence -> lambda, and\n"
+    "activation ranges [P(100-p), P(p)] with --range-percentile p (default 99.99; 0: per layer the\n"
+    "clip with the least squared quantization error); C_V per sequence -> lambda, and\n"
     "tau_lo/tau_hi at its 33rd/67th percentiles), then --iters iterations of distillation: the\n"
     "fake-quantized network learns its weights, ranges and weight clips from the fp32 one\n"
     "(L = L_pix + lambda_skt L_skt) on random crops and flips, with each sequence's b_V, Adam with\n"
@@ -142,8 +142,8 @@ int main(int argc, char** argv) {
     if (args.has("--lambda")) o.lambda = get_double(args, "--lambda", 0);
     o.gamma = get_double(args, "--gamma", o.gamma);
     o.range_percentile = get_double(args, "--range-percentile", o.range_percentile);
-    if (args.has("--range-percentile") && (o.range_percentile <= 50 || o.range_percentile > 100))
-      args.die("--range-percentile must be in (50, 100]");
+    if (o.range_percentile != 0 && (o.range_percentile <= 50 || o.range_percentile > 100))
+      args.die("--range-percentile must be 0 or in (50, 100]");
     o.ts_lba = !args.has("--no-ts-lba");
     o.fg_vba = !args.has("--no-fg-vba");
     o.seed = static_cast<uint64_t>(args.get_int("--seed", 1, 0, 1L << 40));

@@ -115,13 +115,16 @@ std::pair<float, float> RangeObserver::mse_range(int id, int bits) const {
   std::vector<float> s;
   const std::size_t step = std::max<std::size_t>(1, all.size() / (1 << 17));
   for (std::size_t i = 0; i < all.size(); i += step) s.push_back(all[i]);
-  std::vector<double> v(all.begin(), all.end());
+  std::vector<float> v(all);
+  std::sort(v.begin(), v.end());
+  // Nearest-rank percentiles of the sorted samples: selection on data with many equal values
+  // (ReLU outputs) is slow.
+  auto at = [&](double p) { return v[static_cast<std::size_t>(std::lround(p / 100.0 * (v.size() - 1)))]; };
   static constexpr double kTails[] = {0.0, 1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 2.0};
   std::pair<float, float> best{0.0f, 1.0f};
   double best_err = -1;
   for (double tail : kTails) {
-    const float l = static_cast<float>(percentile(v, tail)),
-                u = static_cast<float>(percentile(v, 100.0 - tail));
+    const float l = at(tail), u = at(100.0 - tail);
     const ActGrid g = ActGrid::make(l, std::max(u, l + 1e-6f), bits);
     double err = 0;
     for (float x : s) {
