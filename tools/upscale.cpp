@@ -312,8 +312,8 @@ int upscale_video(const Job& job, const Model& model, const std::string& input, 
   // On a terminal only: an error must stay the one line a script reads.
   if (isatty(STDERR_FILENO))
     std::fprintf(stderr, "qbasicvsr-upscale: %s -> %s, model %s (%s), chunk %d, overlap %d\n", input.c_str(),
-                 output.c_str(), job.model_path.c_str(), model.arch.summary().c_str(), job.chunking.chunk_size,
-                 job.chunking.overlap);
+                 output.c_str(), job.model_path.c_str(), model.arch.summary().c_str(),
+                 job.chunking.chunk_size, job.chunking.overlap);
   std::signal(SIGINT, on_sigint);
   GstBus* bus = gst_element_get_bus(ctx.pipeline);
   std::string error;
