@@ -306,7 +306,9 @@ void queue_output(GstQbasicvsr* self, uint64_t tag, qbasicvsr::Image&& img) {
   GstBuffer* out = gst_buffer_new_allocate(nullptr, GST_VIDEO_INFO_SIZE(&st.out_info), nullptr);
   GstVideoFrame of, inf;
   if (gst_video_frame_map(&of, &st.out_info, out, GST_MAP_WRITE)) {
-    const bool in_mapped = in && gst_video_frame_map(&inf, &st.in_info, in, GST_MAP_READ);
+    // The input is read again only for its alpha.
+    const bool in_mapped = in && GST_VIDEO_INFO_HAS_ALPHA(&st.in_info) &&
+                           gst_video_frame_map(&inf, &st.in_info, in, GST_MAP_READ);
     image_to_frame(img, &of, in_mapped ? &inf : nullptr);
     if (in_mapped) gst_video_frame_unmap(&inf);
     gst_video_frame_unmap(&of);

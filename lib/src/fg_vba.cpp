@@ -57,18 +57,24 @@ void finish_complexity(VideoComplexity& c, const FgVbaParams& p) {
   c.b_V = fg_vba_offset(c.C_V, p);
 }
 
+void add_motion(VideoComplexity& c, const at::Tensor& flows_forward, const at::Tensor& flows_backward,
+                double weight) {
+  if (flows_forward.size(0) == 0) return;
+  const auto mf = flow_magnitude(flows_forward), mb = flow_magnitude(flows_backward);
+  const auto cf = flow_inconsistency(flows_forward), cb = flow_inconsistency(flows_backward);
+  c.T_mag.resize(mf.size(), 0.0);
+  c.T_cons.resize(mf.size(), 0.0);
+  for (std::size_t i = 0; i < mf.size(); ++i) {
+    c.T_mag[i] += weight * (0.5 * (mf[i] + mb[i]));
+    c.T_cons[i] += weight * (0.5 * (cf[i] + cb[i]));
+  }
+}
+
 VideoComplexity measure_complexity(const at::Tensor& lr, const at::Tensor& flows_forward,
                                    const at::Tensor& flows_backward, const FgVbaParams& p) {
   VideoComplexity c;
   c.S = spatial_detail(lr);
-  if (flows_forward.size(0) > 0) {
-    const auto mf = flow_magnitude(flows_forward), mb = flow_magnitude(flows_backward);
-    const auto cf = flow_inconsistency(flows_forward), cb = flow_inconsistency(flows_backward);
-    for (std::size_t i = 0; i < mf.size(); ++i) {
-      c.T_mag.push_back(0.5 * (mf[i] + mb[i]));
-      c.T_cons.push_back(0.5 * (cf[i] + cb[i]));
-    }
-  }
+  add_motion(c, flows_forward, flows_backward, 1.0);
   finish_complexity(c, p);
   return c;
 }

@@ -18,6 +18,11 @@ std::vector<double> spatial_detail(const at::Tensor& lr);
 std::vector<double> flow_magnitude(const at::Tensor& flows);
 std::vector<double> flow_inconsistency(const at::Tensor& flows);
 
+// Adds weight x the per-pair T_mag and T_cons of flows (each [T-1,2,H,W]; forward and backward
+// averaged) to c's per-pair values, sizing them on first use.
+void add_motion(VideoComplexity& c, const at::Tensor& flows_forward, const at::Tensor& flows_backward,
+                double weight);
+
 // Everything for one clip, from its frames and its SPyNet flows (each [T-1,2,H,W]).
 VideoComplexity measure_complexity(const at::Tensor& lr, const at::Tensor& flows_forward,
                                    const at::Tensor& flows_backward, const FgVbaParams& p);

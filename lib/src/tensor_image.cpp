@@ -19,9 +19,16 @@ at::Tensor images_to_tensor(const std::vector<Image>& frames) {
   return out.permute({0, 3, 1, 2}).to(at::kFloat).div_(255.0f).contiguous();
 }
 
+at::Tensor to_hwc_bytes(const at::Tensor& chw) {
+  return chw.clamp(0.0, 1.0).mul(255.0).round().to(at::kByte).permute({1, 2, 0});
+}
+
 Image tensor_to_image(const at::Tensor& t) {
-  const at::Tensor x = t.dim() == 4 ? t.select(0, 0) : t;
-  const at::Tensor bytes = x.clamp(0.0, 1.0).mul(255.0).round().to(at::kByte).permute({1, 2, 0}).contiguous();
+  return hwc_bytes_to_image(to_hwc_bytes(t.dim() == 4 ? t.select(0, 0) : t));
+}
+
+Image hwc_bytes_to_image(const at::Tensor& hwc) {
+  const at::Tensor bytes = hwc.contiguous();
   Image img;
   img.height = static_cast<int>(bytes.size(0));
   img.width = static_cast<int>(bytes.size(1));

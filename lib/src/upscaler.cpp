@@ -165,17 +165,6 @@ at::Tensor ramp_down(int64_t y0, int64_t rows, int64_t boundary, int64_t half, c
   return at::clamp((static_cast<double>(boundary + half) - y) / static_cast<double>(2 * half), 0.0, 1.0);
 }
 
-void merge_complexity(VideoComplexity& total, const VideoComplexity& part, double weight) {
-  if (total.T_mag.empty()) {
-    total.T_mag.assign(part.T_mag.size(), 0.0);
-    total.T_cons.assign(part.T_cons.size(), 0.0);
-  }
-  for (std::size_t i = 0; i < part.T_mag.size(); ++i) {
-    total.T_mag[i] += weight * part.T_mag[i];
-    total.T_cons[i] += weight * part.T_cons[i];
-  }
-}
-
 }  // namespace
 
 double Upscaler::estimate_bytes(int64_t height, int64_t width, int64_t frames, int64_t emitted) const {
@@ -226,13 +215,9 @@ ClipReport Upscaler::upscale(const std::vector<Image>& frames,
   std::vector<std::pair<at::Tensor, at::Tensor>> flows;
   for (const Band& b : bands) flows.push_back(m.flows(lr.narrow(2, b.ext0, b.ext1 - b.ext0)));
   report.complexity.S = spatial_detail(lr);
-  for (std::size_t i = 0; i < bands.size(); ++i) {
-    const Band& b = bands[i];
-    const auto part =
-        measure_complexity(lr.narrow(2, b.ext0, b.ext1 - b.ext0), flows[i].first, flows[i].second, fg);
-    merge_complexity(report.complexity, part,
-                     static_cast<double>(b.core1 - b.core0) / static_cast<double>(h));
-  }
+  for (std::size_t i = 0; i < bands.size(); ++i)
+    add_motion(report.complexity, flows[i].first, flows[i].second,
+               static_cast<double>(bands[i].core1 - bands[i].core0) / static_cast<double>(h));
   finish_complexity(report.complexity, fg);
 
   Fp32Engine fp32;
@@ -258,10 +243,10 @@ ClipReport Upscaler::upscale(const std::vector<Image>& frames,
   } else {
     // Each band's output is final where it alone covers the frame; across a boundary two bands
     // blend linearly over the middle half of their overlap. `pending` holds, per frame, the
-    // weighted bottom zone of the previous band.
+    // weighted bottom zone of the previous band. Finished rows are kept as 8-bit RGB.
     const int64_t half = overlap * s / 2;
     std::vector<at::Tensor> hr(static_cast<std::size_t>(e1 - e0)), pending(hr.size());
-    for (auto& f : hr) f = at::empty({3, h * s, w * s}, lr.options());
+    for (auto& f : hr) f = at::empty({h * s, w * s, 3}, lr.options().dtype(at::kByte));
     for (std::size_t bi = 0; bi < bands.size(); ++bi) {
       const Band& b = bands[bi];
       const bool top = bi > 0, bottom = bi + 1 < bands.size();
@@ -279,13 +264,13 @@ ClipReport Upscaler::upscale(const std::vector<Image>& frames,
             at::Tensor contrib = rows * weight.view({1, -1, 1});
             if (top) contrib.narrow(1, 0, 2 * half).add_(pending[k]);
             const int64_t done = bottom ? hi - lo - 2 * half : hi - lo;
-            hr[k].narrow(1, lo, done).copy_(contrib.narrow(1, 0, done));
+            hr[k].narrow(0, lo, done).copy_(to_hwc_bytes(contrib.narrow(1, 0, done)));
             if (bottom) pending[k] = contrib.narrow(1, done, 2 * half).clone();
           },
           e0, e1);
     }
     for (std::size_t k = 0; k < hr.size(); ++k) {
-      sink(static_cast<std::size_t>(e0) + k, tensor_to_image(hr[k]));
+      sink(static_cast<std::size_t>(e0) + k, hwc_bytes_to_image(hr[k]));
       hr[k].reset();
     }
   }
