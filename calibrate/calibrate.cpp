@@ -57,13 +57,9 @@ std::vector<std::vector<Image>> load_sequences(const std::vector<std::string>& c
   std::vector<std::vector<Image>> seqs;
   for (const auto& path : clips) {
     std::error_code ec;
-    std::vector<Image> all;
-    if (fs::is_directory(path, ec))
-      all = cli::read_clip(path);
-    else if (fs::is_regular_file(path, ec))
-      all = cli::read_video_frames(path, static_cast<std::size_t>(frames) * max_sequences);
-    else
-      throw Error(path + ": no such clip folder or video file");
+    // A folder is read whole (its frames are checked); a video only as far as needed.
+    std::vector<Image> all = cli::read_frames(
+        path, fs::is_directory(path, ec) ? 0 : static_cast<std::size_t>(frames) * max_sequences);
     if (all.size() < 2)
       throw Error(path + ": a clip needs at least 2 frames, it has " + std::to_string(all.size()));
     if (!degrade.empty())

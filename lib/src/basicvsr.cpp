@@ -110,6 +110,8 @@ at::Tensor BasicVSR::reconstruct(const at::Tensor& lr_frame, const at::Tensor& b
                        : at::upsample_bicubic2d(lr_frame, {h * s, w * s}, false);
   // A 64-channel float tensor at 4x: 4 * 4 * 64 * 4 bytes per LR pixel.
   const int64_t rows = std::clamp<int64_t>(kBandBytes / (w * 4096), 4, kBandRows);
+  // One band (training crops, small frames): out of place, so that autograd sees plain ops.
+  if (rows >= h) return out + reconstruct_band(backward_feat, forward_feat, engine);
   for (int64_t r0 = 0; r0 < h; r0 += rows) {
     const int64_t r1 = std::min(h, r0 + rows);
     const int64_t a = std::max<int64_t>(0, r0 - kBandHalo), b = std::min(h, r1 + kBandHalo);
@@ -163,6 +165,36 @@ at::Tensor BasicVSR::forward(const at::Tensor& lr, Engine& engine) const {
   std::vector<at::Tensor> outs;
   forward(lr, engine, [&](int64_t, const at::Tensor& out) { outs.push_back(out); });
   return at::cat(outs, 0);
+}
+
+std::pair<at::Tensor, at::Tensor> BasicVSR::compute_flows_batch(const at::Tensor& lr, Engine& engine) const {
+  const int64_t b = lr.size(0), t = lr.size(1), h = lr.size(3), w = lr.size(4);
+  const auto a = lr.narrow(1, 0, t - 1).reshape({b * (t - 1), 3, h, w});  // x_i
+  const auto n = lr.narrow(1, 1, t - 1).reshape({b * (t - 1), 3, h, w});  // x_{i+1}
+  const auto flows = spynet_.flow(at::cat({n, a}, 0), at::cat({a, n}, 0), engine);
+  return {flows.narrow(0, 0, b * (t - 1)).reshape({b, t - 1, 2, h, w}),
+          flows.narrow(0, b * (t - 1), b * (t - 1)).reshape({b, t - 1, 2, h, w})};
+}
+
+at::Tensor BasicVSR::forward_batch(const at::Tensor& lr, const at::Tensor& flows_forward,
+                                   const at::Tensor& flows_backward, Engine& engine) const {
+  const int64_t b = lr.size(0), t = lr.size(1), h = lr.size(3), w = lr.size(4);
+  std::vector<at::Tensor> backward_feats(t), outs(t);
+  const at::Tensor zero =
+      at::zeros({b, arch_.channels, h, w}, lr.options()).contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor feat = zero;
+  for (int64_t i = t - 1; i >= 0; --i) {
+    if (i < t - 1) feat = flow_warp(feat, flows_backward.select(1, i));
+    feat = backward_.run(lr.select(1, i), feat, engine);
+    backward_feats[i] = feat;
+  }
+  feat = zero;
+  for (int64_t i = 0; i < t; ++i) {
+    if (i > 0) feat = flow_warp(feat, flows_forward.select(1, i - 1));
+    feat = forward_.run(lr.select(1, i), feat, engine);
+    outs[i] = reconstruct(lr.select(1, i), backward_feats[i], feat, engine);
+  }
+  return at::stack(outs, 1);
 }
 
 std::vector<Conv*> BasicVSR::layers() {

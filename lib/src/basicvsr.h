@@ -41,6 +41,12 @@ class BasicVSR {
   at::Tensor forward(const at::Tensor& lr, Engine& engine) const;
   at::Tensor forward(const at::Tensor& lr) const;  // fp32
 
+  // Training on a batch: lr [B,T,3,H,W], flows [B,T-1,2,H,W] -> [B,T,3,4H,4W]; runs in the
+  // caller's autograd mode (use a differentiable engine such as AutogradEngine).
+  std::pair<at::Tensor, at::Tensor> compute_flows_batch(const at::Tensor& lr, Engine& engine) const;
+  at::Tensor forward_batch(const at::Tensor& lr, const at::Tensor& flows_forward,
+                           const at::Tensor& flows_backward, Engine& engine) const;
+
   // Every convolution in conv_layers() order, for training and export.
   std::vector<Conv*> layers();
 

@@ -40,6 +40,18 @@ Act Fp32Engine::conv(int, const Conv& c, const Act& x, PostOp post, int, at::Ten
   return *residual;
 }
 
+Act finish_differentiable(at::Tensor y, PostOp post, at::Tensor* residual) {
+  if (post == PostOp::ReLU) y = at::relu(y);
+  if (post == PostOp::LeakyReLU) y = at::leaky_relu(y, kLeakySlope);
+  if (!residual) return y;
+  *residual = *residual + y;
+  return *residual;
+}
+
+Act AutogradEngine::conv(int, const Conv& c, const Act& x, PostOp post, int, at::Tensor* residual) {
+  return finish_differentiable(c(x.values()), post, residual);
+}
+
 QuantPlan::QuantPlan(const Architecture& arch, QuantSettings settings)
     : settings_(std::move(settings)), layers_(conv_layers(arch)) {
   settings_.validate(arch);

@@ -49,6 +49,15 @@ class Fp32Engine : public Engine {
   Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override;
 };
 
+// Post-op and residual add without modifying any input, as autograd needs the tensors it saved.
+Act finish_differentiable(at::Tensor y, PostOp post, at::Tensor* residual);
+
+// fp32 that autograd can differentiate (training): out of place throughout.
+class AutogradEngine : public Engine {
+ public:
+  Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override;
+};
+
 // Bits and grids of every layer for one model, quantization settings and chunk offset b_V.
 class QuantPlan {
  public:

@@ -25,6 +25,7 @@ TOOLS = {
     "complexity": os.path.join(BUILD, "tools", "qbasicvsr-complexity"),
     "eval": os.path.join(BUILD, "tools", "qbasicvsr-eval"),
     "calibrate": os.path.join(BUILD, "calibrate", "qbasicvsr-calibrate"),
+    "train": os.path.join(BUILD, "tools", "qbasicvsr-train"),
 }
 # The official REDS4 weights, when tools/scripts/fetch_official_models.sh has imported them: the
 # only SPyNet at hand whose flows are real (the shipped stand-in's is random).
@@ -53,6 +54,21 @@ def png_size(path):
     with open(path, "rb") as f:
         head = f.read(24)
     return struct.unpack(">II", head[16:24])
+
+
+def read_metadata(path):
+    """The __metadata__ of a safetensors file."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return json.loads(f.read(n)).get("__metadata__", {})
+
+
+def tensor_bytes(path):
+    """The tensor data of a safetensors file (the header also holds wall times)."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        f.seek(8 + n)
+        return f.read()
 
 
 def run(args, timeout=120):
@@ -155,7 +171,8 @@ def main():
         video_cases(tmp, shipped, env)
         complexity_cases(tmp, shipped)
         eval_cases(tmp, shipped)
-        calibrate_cases(tmp, shipped)
+        quantized = calibrate_cases(tmp, shipped)
+        train_cases(tmp, quantized)
     finally:
         shutil.rmtree(tmp)
     print(f"{passed} passed, {len(failures)} failed")
@@ -361,6 +378,58 @@ def calibrate_cases(tmp, shipped):
                                                "-o", os.path.join(tmp, "x.safetensors")], "at least 2 frames")
     expect_error("calibrate: no output", [TOOLS["calibrate"], "-m", shipped, "--clips", clip, "--bits", "6"],
                  "-o OUT")
+    return out
+
+
+def train_cases(tmp, quantized):
+    clip, val = os.path.join(tmp, "gt"), os.path.join(tmp, "gt-val")
+    for d, n in ((clip, 6), (val, 3)):
+        os.makedirs(d)
+        for i in range(n):
+            write_png(os.path.join(d, f"{i}.png"), 64, 48, seed=100 + i + 10 * n)
+    out = os.path.join(tmp, "t.safetensors")
+    base = [TOOLS["train"], "--clips", clip, "--val", val, "--arch", "4,1,4", "--flow-iters", "3", "--flow-batch", "2",
+            "--flow-size", "32", "--iters", "6", "--flow-freeze", "3", "--batch", "2", "--crop", "8", "--frames", "3",
+            "--threads", "2", "--seed", "3", "--val-every", "3", "--checkpoint-every", "2"]
+    r = run(base + ["-o", out, "--report", out + ".json"], timeout=300)
+    ok = r.returncode == 0 and os.path.exists(out)
+    rep = json.load(open(out + ".json")) if ok else {}
+    case("train: writes a model and a report (losses, validations, flow figures)" + (
+         "" if ok else f" rc={r.returncode}"),
+         ok and len(rep["losses"]) == 6 and [v["iteration"] for v in rep["validations"]] == [3, 6]
+         and rep["bicubic_psnr_y"] > 10 and rep["flow"]["synthetic_pairs"] == 64 and rep["flow"]["real_pairs"] == 2
+         and "SPyNet frozen for 3 iterations" in r.stderr and not os.path.exists(out + ".ckpt"), r.stderr)
+    r2 = run([TOOLS["eval"], "-m", out, "--gt", val, "--json"], timeout=300)
+    case("train: the model evaluates", r2.returncode == 0 and json.loads(r2.stdout)["mean"]["psnr"] > 10, r2.stderr)
+    again = os.path.join(tmp, "t2.safetensors")
+    r = run(base + ["-o", again], timeout=300)
+    case("train: deterministic with --seed (same weights)", r.returncode == 0
+         and tensor_bytes(out) == tensor_bytes(again), r.stderr)
+    # Stopped after iteration 4 (SPyNet already training) and resumed: the uninterrupted result.
+    part = os.path.join(tmp, "t3.safetensors")
+    r = run(base + ["--stop-at", "4", "-o", part], timeout=300)
+    stopped = r.returncode == 0 and not os.path.exists(part) and os.path.exists(part + ".ckpt")
+    r = run(base + ["--resume", "-o", part], timeout=300)
+    case("train: --stop-at then --resume gives the uninterrupted result", stopped and r.returncode == 0
+         and tensor_bytes(part) == tensor_bytes(out), r.stderr)
+    cont = os.path.join(tmp, "t4.safetensors")
+    r = run([TOOLS["train"], "--clips", clip, "--init", out, "--flow-iters", "0", "--iters", "2", "--batch", "1",
+             "--crop", "8", "--frames", "3", "-o", cont], timeout=300)
+    prov = json.loads(read_metadata(cont)["provenance"]) if r.returncode == 0 else {}
+    case("train: --init continues a model and keeps its history", r.returncode == 0
+         and prov.get("previous", {}).get("training", {}).get("iterations") == 6, r.stderr)
+    x = os.path.join(tmp, "x.safetensors")
+    expect_error("train: no clips", [TOOLS["train"], "-o", x], "--clips")
+    expect_error("train: bad arch", base[:3] + ["--arch", "4", "-o", x], "--arch must be C,N")
+    expect_error("train: bad degradation", base[:3] + ["--degradation", "XX", "-o", x], "BI or BD")
+    expect_error("train: clip shorter than --frames", base + ["--frames", "9", "-o", x], "needs at least")
+    expect_error("train: crop larger than the frames", base + ["--crop", "20", "-o", x], "too small for LR crops")
+    expect_error("train: quantized init", [TOOLS["train"], "--clips", clip, "--init", quantized, "-o", x], "quantized")
+    expect_error("train: init and arch", [TOOLS["train"], "--clips", clip, "--init", out, "--arch", "4,1", "-o", x],
+                 "--init takes the model's own")
+    expect_error("train: resume without checkpoint", base + ["--resume", "-o", x], "no checkpoint")
+    expect_error("train: missing clip", [TOOLS["train"], "--clips", os.path.join(tmp, "nope"), "-o", x],
+                 "no such clip")
 
 
 def luma_gradient_detail(path):

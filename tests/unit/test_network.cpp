@@ -4,9 +4,11 @@
 #include "basicvsr.h"
 #include "qbasicvsr/error.h"
 #include "qbasicvsr/runtime.h"
+#include "qbasicvsr/training.h"
 #include "qbasicvsr/upscaler.h"
 #include "spynet.h"
 #include "test_util.h"
+#include "training_internal.h"
 
 using namespace qbasicvsr;
 using test::error_of;
@@ -150,4 +152,88 @@ TEST(Upscaler, EmitsEveryFrameInOrderAtFourTimesTheSize) {
     EXPECT_EQ(out.rgb.size(), 28u * 20u * 3u);
   });
   EXPECT_EQ(order, (std::vector<std::size_t>{0, 1, 2}));
+}
+
+// --- training ---------------------------------------------------------------------------------
+
+TEST_F(NetworkTest, SyntheticPairWithoutOccludersIsSuppWarpedByItsFlow) {
+  const std::vector<at::Tensor> pool{at::rand({3, 90, 120})};
+  FlowPretrainOptions o;
+  o.occluders = 0;
+  for (uint64_t seed = 0; seed < 4; ++seed) {
+    std::mt19937_64 rng(seed);
+    at::Tensor ref, supp, flow;
+    synthetic_pair(pool, 48, o, rng, ref, supp, flow);
+    const at::Tensor warped = flow_warp(supp.unsqueeze(0), flow.unsqueeze(0), true)[0];
+    // Where the sampling point falls inside the crop, both images sample the same frame pixels.
+    const auto gx = at::arange(48).view({1, 48}).to(at::kFloat),
+               gy = at::arange(48).view({48, 1}).to(at::kFloat);
+    const at::Tensor inside =
+        (flow[0] + gx >= 0) & (flow[0] + gx <= 47) & (flow[1] + gy >= 0) & (flow[1] + gy <= 47);
+    ASSERT_GT(inside.sum().item<int64_t>(), 48 * 48 / 2) << "the motion keeps most samples inside";
+    const at::Tensor diff = (ref - warped).abs().amax(0).masked_select(inside);
+    EXPECT_LT(diff.max().item<float>(), 1e-4f) << "seed " << seed;
+    EXPECT_GT(flow.abs().max().item<float>(), 0.1f) << "the pair moves";
+  }
+}
+
+TEST_F(NetworkTest, SyntheticOccludersCarryTheirOwnExactMotion) {
+  const std::vector<at::Tensor> pool{at::rand({3, 90, 120}), at::rand({3, 64, 64})};
+  FlowPretrainOptions o;
+  o.occluders = 3;
+  double err_flow = 0, err_zero = 0;
+  for (uint64_t seed = 0; seed < 8; ++seed) {
+    std::mt19937_64 rng(seed);
+    at::Tensor ref, supp, flow;
+    synthetic_pair(pool, 48, o, rng, ref, supp, flow);
+    err_flow += (ref - flow_warp(supp.unsqueeze(0), flow.unsqueeze(0), true)[0]).abs().mean().item<double>();
+    err_zero += (ref - supp).abs().mean().item<double>();
+  }
+  // Random-noise frames: any wrong flow costs ~1/3 per pixel; the true flow only at the few
+  // pixels whose neighbours an occluder replaced and at samples outside the crop.
+  EXPECT_LT(err_flow, 0.3 * err_zero);
+}
+
+TEST_F(NetworkTest, FlippedFlowWarpsTheFlippedImage) {
+  const at::Tensor x = at::rand({2, 3, 9, 11});
+  const at::Tensor flow = at::randn({2, 2, 9, 11}) * 2.0;
+  for (auto [dim, comp] : {std::pair{int64_t{3}, 0}, std::pair{int64_t{2}, 1}}) {
+    const at::Tensor a = flow_warp(x.flip({dim}), flip_flow(flow, dim, comp)),
+                     b = flow_warp(x, flow).flip({dim});
+    EXPECT_LT(max_abs(a - b), 1e-5f) << "dim " << dim;
+  }
+}
+
+TEST_F(NetworkTest, BatchedTrainingForwardEqualsTheInferencePath) {
+  const Model m = random_model(test::tiny_arch(), 9, 0.3f);
+  const BasicVSR net(m);
+  const at::Tensor lr = at::rand({2, 4, 3, 12, 10});
+  AutogradEngine engine;
+  const auto [fwd, bwd] = net.compute_flows_batch(lr, engine);
+  const at::Tensor out = net.forward_batch(lr, fwd, bwd, engine);
+  ASSERT_EQ(out.sizes(), (at::IntArrayRef{2, 4, 3, 48, 40}));
+  for (int64_t b = 0; b < 2; ++b) {
+    const auto [f1, b1] = net.compute_flows(lr[b]);
+    EXPECT_LT(max_abs(fwd[b] - f1), 1e-4f);
+    EXPECT_LT(max_abs(bwd[b] - b1), 1e-4f);
+    EXPECT_LT(max_abs(out[b] - net.forward(lr[b])), 1e-4f) << "sequence " << b;
+  }
+}
+
+TEST_F(NetworkTest, InitialModelIsExactlyItsBaseUpsampling) {
+  Architecture a = test::tiny_arch();
+  a.base_upsample = BaseUpsample::Bicubic;
+  const Model m = initial_model(a, 3);
+  const at::Tensor lr = at::rand({3, 3, 8, 6});
+  EXPECT_EQ(max_abs(BasicVSR(m).forward(lr) - at::upsample_bicubic2d(lr, {32, 24}, false)), 0.0f);
+  // The same seed gives the same weights; residual blocks start small.
+  const Model again = initial_model(a, 3);
+  EXPECT_EQ(m.weights.at("fusion.weight").to_f32(), again.weights.at("fusion.weight").to_f32());
+  double block = 0, input = 0;
+  for (float v : m.weights.at("backward_trunk.main.2.0.conv1.weight").to_f32())
+    block = std::max(block, std::abs(double(v)));
+  for (float v : m.weights.at("backward_trunk.main.0.weight").to_f32())
+    input = std::max(input, std::abs(double(v)));
+  EXPECT_LT(block, 0.1 / std::sqrt(36.0) + 1e-6);  // bound 0.1 / sqrt(fan_in), fan_in = 4 * 9
+  EXPECT_GT(input, 0.5 / std::sqrt(63.0));         // bound 1 / sqrt(7 * 9), nearly reached
 }

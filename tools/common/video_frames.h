@@ -4,6 +4,7 @@
 #include <gst/app/gstappsink.h>
 #include <gst/gst.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,27 @@ inline std::vector<Image> read_video_frames(const std::string& path, std::size_t
   if (frames.empty())
     throw Error(path + ": no video frames could be decoded" + (error.empty() ? "" : ": " + error));
   return frames;
+}
+
+// The frames of a clip given as a folder of PNG frames or a video file (at most `max_frames`
+// of a video; 0: all).
+inline std::vector<Image> read_frames(const std::string& path, std::size_t max_frames = 0) {
+  std::error_code ec;
+  std::vector<Image> all;
+  if (std::filesystem::is_directory(path, ec)) {
+    const auto files = list_png_files(path);
+    for (const auto& f : files) {
+      if (max_frames && all.size() == max_frames) break;
+      all.push_back(read_png(f));
+      if (all.back().width != all[0].width || all.back().height != all[0].height)
+        throw Error(f + " is " + std::to_string(all.back().width) + "x" + std::to_string(all.back().height) +
+                    ", the clip's frames are " + std::to_string(all[0].width) + "x" +
+                    std::to_string(all[0].height));
+    }
+    return all;
+  }
+  if (std::filesystem::is_regular_file(path, ec)) return read_video_frames(path, max_frames);
+  throw Error(path + ": no such clip folder or video file");
 }
 
 }  // namespace qbasicvsr::cli

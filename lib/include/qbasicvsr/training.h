@@ -1,0 +1,131 @@
+// Full-precision training of BasicVSR from ground-truth clips (issue 6): our own SPyNet,
+// pretrained on synthetic motion with known flow, then the whole network on LR/HR pairs made by
+// the BI or BD degradation. No LibTorch types here.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "qbasicvsr/image.h"
+#include "qbasicvsr/model_file.h"
+
+namespace qbasicvsr {
+
+enum class Degradation { BI, BD };
+
+// A fresh model for training: PyTorch's default initialisation (uniform, bound 1/sqrt(fan_in))
+// for every convolution, the residual blocks scaled by 0.1 (as BasicSR does) and conv_last zero,
+// so that the untrained network is exactly its base upsampling. The seed fixes every value.
+Model initial_model(const Architecture& arch, uint64_t seed);
+
+// --- SPyNet on synthetic motion -------------------------------------------------------------
+
+struct FlowPretrainOptions {
+  int iters = 1000;
+  int batch = 8;
+  int size = 64;          // side of the square training pairs (LR pixels)
+  double lr = 5e-4;       // Adam, cosine decay to zero
+  double max_shift = 6;   // translation per axis, pixels
+  double max_rotate = 5;  // degrees
+  double max_zoom = 0.05;
+  double elastic = 1.5;  // amplitude of the smooth elastic displacement, pixels
+  int occluders = 2;     // pasted patches with their own motion, at most
+  uint64_t seed = 1;
+  int threads = 0;
+};
+
+struct FlowReport {
+  // Held-out synthetic pairs (from the validation frames): mean end-point error of the network
+  // and of zero flow.
+  double synthetic_epe = 0, synthetic_epe_zero = 0;
+  // Consecutive real frames of the validation clips: mean |ref - warp(supp, flow)| on RGB in
+  // 0..255, with the network's flow and with zero flow.
+  double real_warp_error = 0, real_warp_error_zero = 0;
+  int pairs_synthetic = 0, pairs_real = 0;
+  std::vector<std::pair<int, double>> losses;  // (iteration, training EPE)
+  double seconds = 0;
+};
+
+struct FlowProgress {
+  int iteration, iters;
+  double epe, it_per_s, eta_s;
+};
+
+// Pretrains the SPyNet weights of `model` in place. Training pairs are made from random crops of
+// `frames` (LR frames: the scale SPyNet sees in BasicVSR); `validation` clips give the held-out
+// synthetic set and the real pairs of the report.
+void pretrain_flow(Model& model, const std::vector<std::vector<Image>>& frames,
+                   const std::vector<std::vector<Image>>& validation, const FlowPretrainOptions& options,
+                   FlowReport* report, const std::function<void(const FlowProgress&)>& progress = {});
+
+// Measures the flow network of `model` as FlowReport does (no training).
+FlowReport evaluate_flow(const Model& model, const std::vector<std::vector<Image>>& validation,
+                         const FlowPretrainOptions& options);
+
+// --- super-resolution training ----------------------------------------------------------------
+
+struct TrainOptions {
+  int iters = 1000;
+  int batch = 4;
+  int crop = 48;                 // LR crop side; the HR crop is 4x
+  int frames = 8;                // frames per training sequence
+  double lr = 2e-4;              // Adam (betas 0.9 / 0.99), cosine decay to zero
+  double flow_lr_scale = 0.125;  // SPyNet's learning rate once it trains, relative to lr
+  int flow_freeze = -1;          // iterations with SPyNet frozen; -1: the first 20 %
+  Degradation degradation = Degradation::BI;
+  uint64_t seed = 1;
+  int threads = 0;
+  int val_every = 100;  // iterations between validations (0: only at the end)
+  int checkpoint_every = 100;
+  std::string checkpoint;  // "" : none; the optimizer state goes beside it (.adam)
+  int stop_at = 0;         // stop after this iteration with a checkpoint (0: run to the end)
+};
+
+// A ground-truth clip for training or validation.
+struct GtClip {
+  std::string name;
+  std::vector<Image> frames;  // HR, all the same size (cropped to multiples of 4 on loading)
+};
+
+struct Validation {
+  int iteration;
+  double psnr;     // mean over clips of the mean Y PSNR of their frames
+  double bicubic;  // the same for the bicubic baseline
+};
+
+struct TrainReport {
+  std::vector<std::pair<int, double>> losses;  // (iteration, Charbonnier loss)
+  std::vector<Validation> validations;
+  double bicubic_psnr = 0;  // the same validation for the bicubic baseline
+  double seconds = 0;
+  int start_iteration = 0;
+  bool stopped = false;
+};
+
+struct TrainProgress {
+  int iteration, iters;
+  double loss, it_per_s, eta_s;
+  bool flow_frozen;
+};
+
+// Trains `init` (a full-precision model, e.g. initial_model() after pretrain_flow(), or an
+// earlier result to continue from) on random crops and flips of sequences of `clips`, the LR
+// input made from the GT by `options.degradation`. With `resume` (a checkpoint of an earlier run
+// with the same options and data), continues exactly where that run stopped.
+Model train(const Model& init, const std::vector<GtClip>& clips, const std::vector<GtClip>& validation,
+            const TrainOptions& options, TrainReport* report,
+            const std::function<void(const TrainProgress&)>& progress = {},
+            const std::function<void(const Validation&)>& on_validation = {}, const std::string& resume = "");
+
+// Throws Error when `clips` cannot give training sequences for `options` (too few frames, frames
+// too small for the crop, bad numbers); train() checks the same first.
+void check_training_data(const std::vector<GtClip>& clips, const TrainOptions& options);
+
+// Mean Y PSNR of `model` (fp32) or, for an empty model, of bicubic on the validation clips.
+double validate(const Model* model, const std::vector<GtClip>& validation, Degradation degradation);
+
+Image degrade(const Image& gt, Degradation d);
+
+}  // namespace qbasicvsr

@@ -1,0 +1,29 @@
+// Pieces of training.cpp that tests check on their own. Internal: includes ATen.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <random>
+#include <vector>
+
+#include "qbasicvsr/training.h"
+
+namespace qbasicvsr {
+
+struct FlowBatch {
+  at::Tensor ref, supp, flow;  // [N,3,S,S], [N,3,S,S], [N,2,S,S]: ref(p) = supp(p + flow(p))
+};
+
+// One synthetic training pair for the flow network from a pool of [3,H,W] frames: a crop `supp`
+// of a real frame, a flow field made of a random affine motion plus a smooth elastic
+// displacement, `ref` sampled from the frame along that flow (content enters from outside the
+// crop as it does in video), then patches of other frames pasted with their own integer motion,
+// which makes occlusion boundaries with exact flow. ref [3,S,S], supp [3,S,S], flow [2,S,S].
+void synthetic_pair(const std::vector<at::Tensor>& pool, int size, const FlowPretrainOptions& o,
+                    std::mt19937_64& rng, at::Tensor& ref, at::Tensor& supp, at::Tensor& flow);
+
+// The flow of a flipped image: flow [N,2,H,W] flipped along `dim` (2: rows, 3: columns) with
+// `component` (1: y, 0: x) negated.
+at::Tensor flip_flow(const at::Tensor& flow, int64_t dim, int component);
+
+}  // namespace qbasicvsr
