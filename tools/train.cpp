@@ -26,6 +26,7 @@ constexpr const char* kUsage =
     "                       [--degradation BI|BD] [--iters 1000] [--batch 4] [--crop 48] [--frames 8]\n"
     "                       [--lr 2e-4] [--flow-freeze N] [--flow-lr-scale 0.125]\n"
     "                       [--flow-iters 1000] [--flow-batch 8] [--flow-size 64] [--flow-lr 5e-4]\n"
+    "                       [--flow-max-shift 6]\n"
     "                       [--max-frames 300] [--val-frames 7] [--seed 1] [--threads N] [--device cpu]\n"
     "                       [--val-every 100] [--checkpoint-every 100] [--stop-at N] [--resume]\n"
     "                       [--report R.json]\n"
@@ -125,7 +126,7 @@ int main(int argc, char** argv) {
   for (const char* v :
        {"--clips",         "--val",        "--arch",       "--base",      "--init",      "--degradation",
         "--iters",         "--batch",      "--crop",       "--frames",    "--lr",        "--flow-freeze",
-        "--flow-lr-scale", "--flow-iters", "--flow-batch", "--flow-size", "--flow-lr",   "--max-frames",
+        "--flow-lr-scale", "--flow-iters", "--flow-batch", "--flow-size", "--flow-lr",   "--flow-max-shift", "--max-frames",
         "--val-frames",    "--seed",       "--threads",    "--device",    "--val-every", "--checkpoint-every",
         "--stop-at",       "--report"})
     args.value("", v);
@@ -164,6 +165,8 @@ int main(int argc, char** argv) {
     fo.batch = static_cast<int>(args.get_int("--flow-batch", 8, 1, 1024));
     fo.size = static_cast<int>(args.get_int("--flow-size", 64, 32, 1024));
     fo.lr = get_double(args, "--flow-lr", fo.lr);
+    fo.max_shift = get_double(args, "--flow-max-shift", fo.max_shift);
+    if (fo.max_shift < 0 || fo.max_shift > 64) args.die("--flow-max-shift must be in 0..64");
     fo.seed = o.seed;
     fo.threads = o.threads;
     const std::string output = args.get("--output");

@@ -230,9 +230,15 @@ void synthetic_pair(const std::vector<at::Tensor>& pool, int size, const FlowPre
   const int64_t y0 = uniform_int(rng, 0, std::max<int64_t>(fh - s, 0));
   const int64_t x0 = uniform_int(rng, 0, std::max<int64_t>(fw - s, 0));
   // Flow in pixels: target(p) = A (p - c) + c + t + e(p).
-  const double angle = uniform(rng, -o.max_rotate, o.max_rotate) * M_PI / 180.0;
-  const double zoom = 1.0 + uniform(rng, -o.max_zoom, o.max_zoom);
-  const double tx = uniform(rng, -o.max_shift, o.max_shift), ty = uniform(rng, -o.max_shift, o.max_shift);
+  // Signed squares of uniform numbers: small motions (most of real LR video) are frequent, the
+  // largest still occur.
+  auto skewed = [&rng](double max) {
+    const double u = uniform(rng, -1.0, 1.0);
+    return max * u * std::abs(u);
+  };
+  const double angle = skewed(o.max_rotate) * M_PI / 180.0;
+  const double zoom = 1.0 + skewed(o.max_zoom);
+  const double tx = skewed(o.max_shift), ty = skewed(o.max_shift);
   const double a = zoom * std::cos(angle), b = -zoom * std::sin(angle);
   std::normal_distribution<double> normal(0.0, 1.0);
   std::vector<float> coarse(2 * 4 * 4);
