@@ -26,7 +26,7 @@ run() {  # NAME, then calibrate options
       --report "$work/$name.json" --plot "$work/$name.svg" 2>"$work/$name.log"
   fi
   "$evaluate" -m "$work/$name.safetensors" "${ev[@]}" --json >"$work/$name.eval.json"
-  echo "$name: $(tail -n 1 "$work/$name.log") $(python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["mean"]; print(f"PSNR {m[\"psnr\"]:.3f} SSIM {m[\"ssim\"]:.4f}")' "$work/$name.eval.json")"
+  echo "$name: $(tail -n 1 "$work/$name.log") $(python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["mean"]; print("PSNR %.3f SSIM %.4f" % (m["psnr"], m["ssim"]))' "$work/$name.eval.json")"
 }
 "$evaluate" -m "$fp" "${ev[@]}" --json >"$work/fp32.eval.json"
 "$evaluate" --bicubic "${ev[@]}" --json >"$work/bicubic.eval.json"

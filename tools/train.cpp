@@ -26,7 +26,7 @@ constexpr const char* kUsage =
     "                       [--degradation BI|BD] [--iters 1000] [--batch 4] [--crop 48] [--frames 8]\n"
     "                       [--lr 2e-4] [--flow-freeze N] [--flow-lr-scale 0.125]\n"
     "                       [--flow-iters 1000] [--flow-batch 8] [--flow-size 64] [--flow-lr 5e-4]\n"
-    "                       [--flow-max-shift 6]\n"
+    "                       [--flow-max-shift 6] [--compute auto|fp32|bf16]\n"
     "                       [--max-frames 300] [--val-frames 7] [--seed 1] [--threads N] [--device cpu]\n"
     "                       [--val-every 100] [--checkpoint-every 100] [--stop-at N] [--resume]\n"
     "                       [--report R.json]\n"
@@ -50,6 +50,8 @@ constexpr const char* kUsage =
     "\n"
     "Options:\n"
     "  -o, --output F        the trained model file; OUT.ckpt (+ .adam) is the checkpoint\n"
+    "  --compute C           convolution arithmetic: bf16 (mixed precision, fp32 master weights) is\n"
+    "                        ~4x faster where the CPU has AVX-512 BF16; auto (default) uses it there\n"
     "  --max-frames N        frames read per training clip (default 300)\n"
     "  --val-frames N        frames read per validation clip (default 7)\n"
     "  --resume              continue exactly from OUT.ckpt (same options and data)\n"
@@ -123,12 +125,34 @@ json flow_json(const FlowReport& r) {
 int main(int argc, char** argv) {
   cli::Args args("qbasicvsr-train", kUsage);
   args.value("-o", "--output");
-  for (const char* v :
-       {"--clips",         "--val",        "--arch",       "--base",      "--init",      "--degradation",
-        "--iters",         "--batch",      "--crop",       "--frames",    "--lr",        "--flow-freeze",
-        "--flow-lr-scale", "--flow-iters", "--flow-batch", "--flow-size", "--flow-lr",   "--flow-max-shift", "--max-frames",
-        "--val-frames",    "--seed",       "--threads",    "--device",    "--val-every", "--checkpoint-every",
-        "--stop-at",       "--report"})
+  for (const char* v : {"--clips",
+                        "--val",
+                        "--arch",
+                        "--base",
+                        "--init",
+                        "--degradation",
+                        "--iters",
+                        "--batch",
+                        "--crop",
+                        "--frames",
+                        "--lr",
+                        "--flow-freeze",
+                        "--flow-lr-scale",
+                        "--flow-iters",
+                        "--flow-batch",
+                        "--flow-size",
+                        "--flow-lr",
+                        "--flow-max-shift",
+                        "--compute",
+                        "--max-frames",
+                        "--val-frames",
+                        "--seed",
+                        "--threads",
+                        "--device",
+                        "--val-every",
+                        "--checkpoint-every",
+                        "--stop-at",
+                        "--report"})
     args.value("", v);
   args.flag("--resume");
   args.parse(argc, argv);
@@ -167,6 +191,11 @@ int main(int argc, char** argv) {
     fo.lr = get_double(args, "--flow-lr", fo.lr);
     fo.max_shift = get_double(args, "--flow-max-shift", fo.max_shift);
     if (fo.max_shift < 0 || fo.max_shift > 64) args.die("--flow-max-shift must be in 0..64");
+    const std::string compute = args.get("--compute", "auto");
+    if (compute != "auto" && compute != "fp32" && compute != "bf16")
+      args.die("--compute must be auto, fp32 or bf16");
+    o.compute = compute == "fp32" ? Compute::Fp32 : compute == "bf16" ? Compute::Bf16 : Compute::Auto;
+    fo.compute = o.compute;
     fo.seed = o.seed;
     fo.threads = o.threads;
     const std::string output = args.get("--output");
@@ -177,10 +206,14 @@ int main(int argc, char** argv) {
     const auto clips = load_clips(args.all("--clips"), max_frames);
     const auto val = load_clips(args.all("--val"), val_frames);
     std::vector<std::string> clip_names, val_names;
-    for (const auto& c : clips)
-      clip_names.push_back(c.name + " (" + std::to_string(c.frames.size()) + " frames)");
-    for (const auto& c : val)
-      val_names.push_back(c.name + " (" + std::to_string(c.frames.size()) + " frames)");
+    // Provenance names clips without the local folders they happened to be in.
+    auto describe = [](const GtClip& c) {
+      const fs::path p = fs::path(c.name).lexically_normal();
+      return (p.has_filename() ? p.filename() : p.parent_path().filename()).string() + " (" +
+             std::to_string(c.frames.size()) + " frames)";
+    };
+    for (const auto& c : clips) clip_names.push_back(describe(c));
+    for (const auto& c : val) val_names.push_back(describe(c));
     const bool tty = isatty(STDERR_FILENO);
 
     Model init;
@@ -240,9 +273,10 @@ int main(int argc, char** argv) {
     }
 
     std::fprintf(
-        stderr, "qbasicvsr-train: %s, %zu clips, %zu validation clips, %d iterations x %d of %dx%dx%d (%s)\n",
+        stderr,
+        "qbasicvsr-train: %s, %zu clips, %zu validation clips, %d iterations x %d of %dx%dx%d (%s, %s)\n",
         init.arch.summary().c_str(), clips.size(), val.size(), o.iters, o.batch, o.frames, o.crop, o.crop,
-        deg.c_str());
+        deg.c_str(), uses_bf16(o.compute) ? "bf16 convolutions" : "fp32");
     const int freeze = o.flow_freeze >= 0 ? o.flow_freeze : o.iters / 5;
     std::fprintf(stderr, "qbasicvsr-train: SPyNet frozen for %d iterations, then trained at lr x %g\n",
                  std::min(freeze, o.iters), o.flow_lr_scale);
@@ -279,6 +313,7 @@ int main(int argc, char** argv) {
           {"lr", o.lr},
           {"flow_freeze", freeze},
           {"seed", o.seed},
+          {"compute", uses_bf16(o.compute) ? "bf16" : "fp32"},
           {"seconds_this_run", report.seconds},
           {"final_loss", report.losses.empty() ? 0.0 : report.losses.back().second}}},
         {"validation", {{"clips", val_names}, {"psnr_y", val_psnr}, {"bicubic_psnr_y", report.bicubic_psnr}}},

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
+#include <string>
 
 #include "quantizer.h"
 
@@ -49,7 +51,21 @@ Act finish_differentiable(at::Tensor y, PostOp post, at::Tensor* residual) {
 }
 
 Act AutogradEngine::conv(int, const Conv& c, const Act& x, PostOp post, int, at::Tensor* residual) {
-  return finish_differentiable(c(x.values()), post, residual);
+  if (!bf16_) return finish_differentiable(c(x.values()), post, residual);
+  const at::Tensor y = at::conv2d(x.values().to(at::kBFloat16), c.weight.to(at::kBFloat16),
+                                  c.bias.to(at::kBFloat16), {1, 1}, {c.padding, c.padding});
+  return finish_differentiable(y.to(at::kFloat), post, residual);
+}
+
+bool cpu_has_bf16() {
+  static const bool has = [] {
+    std::ifstream f("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(f, line))
+      if (line.rfind("flags", 0) == 0) return line.find(" avx512_bf16") != std::string::npos;
+    return false;
+  }();
+  return has;
 }
 
 QuantPlan::QuantPlan(const Architecture& arch, QuantSettings settings)

@@ -52,11 +52,20 @@ class Fp32Engine : public Engine {
 // Post-op and residual add without modifying any input, as autograd needs the tensors it saved.
 Act finish_differentiable(at::Tensor y, PostOp post, at::Tensor* residual);
 
-// fp32 that autograd can differentiate (training): out of place throughout.
+// fp32 that autograd can differentiate (training): out of place throughout. With `bf16`, each
+// convolution runs on bfloat16 copies of its input, weights and bias (mixed precision: the
+// weights, the residual stream and everything between convolutions stay float).
 class AutogradEngine : public Engine {
  public:
+  explicit AutogradEngine(bool bf16 = false) : bf16_(bf16) {}
   Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override;
+
+ private:
+  bool bf16_;
 };
+
+// Whether this CPU has AVX-512 BF16 instructions (where bfloat16 convolutions are fast).
+bool cpu_has_bf16();
 
 // Bits and grids of every layer for one model, quantization settings and chunk offset b_V.
 class QuantPlan {

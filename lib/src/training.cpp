@@ -285,6 +285,8 @@ at::Tensor flip_flow(const at::Tensor& flow, int64_t dim, int component) {
                  1);
 }
 
+bool uses_bf16(Compute c) { return c == Compute::Bf16 || (c == Compute::Auto && cpu_has_bf16()); }
+
 Image degrade(const Image& gt, Degradation d) {
   return d == Degradation::BI ? degrade_bi(modcrop(gt)) : degrade_bd(modcrop(gt));
 }
@@ -329,7 +331,7 @@ void pretrain_flow(Model& model, const std::vector<std::vector<Image>>& frames,
   }
   Adam adam;
   adam.add(params, o.lr);
-  AutogradEngine engine;
+  AutogradEngine engine(uses_bf16(o.compute));
   FlowReport r;
   const auto t0 = Clock::now();
   for (int it = 0; it < o.iters; ++it) {
@@ -452,7 +454,7 @@ Model train(const Model& init, const std::vector<GtClip>& clips, const std::vect
   adam.add(main_params, o.lr);
   adam.add(flow_params, o.lr * o.flow_lr_scale);
   if (!resume.empty()) adam.restore(read_safetensors(resume + ".adam"));
-  AutogradEngine engine;
+  AutogradEngine engine(uses_bf16(o.compute));
   if (!validation.empty()) report.bicubic_psnr = validate(nullptr, validation, o.degradation);
   for (auto& v : report.validations) v.bicubic = report.bicubic_psnr;
 

@@ -237,3 +237,16 @@ TEST_F(NetworkTest, InitialModelIsExactlyItsBaseUpsampling) {
   EXPECT_LT(block, 0.1 / std::sqrt(36.0) + 1e-6);  // bound 0.1 / sqrt(fan_in), fan_in = 4 * 9
   EXPECT_GT(input, 0.5 / std::sqrt(63.0));         // bound 1 / sqrt(7 * 9), nearly reached
 }
+
+TEST_F(NetworkTest, Bf16TrainingConvolutionsStayCloseToFp32) {
+  const Model m = random_model(test::tiny_arch(), 4, 0.3f);
+  const BasicVSR net(m);
+  const at::Tensor lr = at::rand({1, 3, 3, 10, 12});
+  AutogradEngine fp32, bf16(true);
+  const auto [fwd, bwd] = net.compute_flows_batch(lr, fp32);
+  const at::Tensor a = net.forward_batch(lr, fwd, bwd, fp32), b = net.forward_batch(lr, fwd, bwd, bf16);
+  // bfloat16 keeps 8 significant bits: the network's residual differs by well under 1 %.
+  const float residual = max_abs(a - at::upsample_bilinear2d(lr[0], {40, 48}, false).unsqueeze(0));
+  EXPECT_GT(max_abs(a - b), 0.0f) << "bf16 really ran";
+  EXPECT_LT(max_abs(a - b), 0.02f * residual + 1e-4f);
+}

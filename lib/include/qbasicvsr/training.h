@@ -15,6 +15,12 @@ namespace qbasicvsr {
 
 enum class Degradation { BI, BD };
 
+// Arithmetic of the convolutions in training: bfloat16 (mixed precision, fp32 master weights)
+// is ~4x faster where the CPU has AVX-512 BF16; Auto picks it there and fp32 elsewhere.
+enum class Compute { Auto, Fp32, Bf16 };
+// Whether `c` resolves to bfloat16 on this machine.
+bool uses_bf16(Compute c);
+
 // A fresh model for training: PyTorch's default initialisation (uniform, bound 1/sqrt(fan_in))
 // for every convolution, the residual blocks scaled by 0.1 (as BasicSR does) and conv_last zero,
 // so that the untrained network is exactly its base upsampling. The seed fixes every value.
@@ -34,6 +40,7 @@ struct FlowPretrainOptions {
   int occluders = 2;     // pasted patches with their own motion, at most
   uint64_t seed = 1;
   int threads = 0;
+  Compute compute = Compute::Auto;
 };
 
 struct FlowReport {
@@ -77,6 +84,7 @@ struct TrainOptions {
   Degradation degradation = Degradation::BI;
   uint64_t seed = 1;
   int threads = 0;
+  Compute compute = Compute::Auto;
   int val_every = 100;  // iterations between validations (0: only at the end)
   int checkpoint_every = 100;
   std::string checkpoint;  // "" : none; the optimizer state goes beside it (.adam)

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# How the shipped default model (models/clean-c32n5-*) is made, stage by stage, on the
+# licence-clean clips of ../shared/data (MANIFEST.md section 4): cockatoo.mp4 (BSD-2-Clause),
+# cityCC0.mpg (MIT/CC0) and vtest.avi (Apache-2.0/BSD-3-Clause). Held out for validation and
+# evaluation, never trained or calibrated on: Vimeo-90K septuplets 00002_0001..0008
+# (research-only, used only to measure).
+#
+#   train_default_model.sh WORK_DIR [STAGE...]
+#
+# Stages (default: all, in order):
+#   flow       SPyNet from scratch on synthetic motion            -> WORK/flow.safetensors
+#   sr         BasicVSR C=32 N=5 hr=32, bicubic base, BI, from it  -> WORK/fp32.safetensors
+#              (bf16 convolutions, fp32 master weights: the model is fp32)
+#   continue   more SR iterations from models/clean-c32n5-fp32 (training across sessions;
+#              ITERS=N, default 2400)                              -> WORK/fp32.safetensors
+#   calibrate  partial/full W6A6 and W4A4 from WORK/fp32           -> WORK/{pq,fq}-w{6,4}a{6,4}.safetensors
+#   eval       the table of docs/RESULTS.md                        -> WORK/*.eval.json
+# Wall times on the 2-core dev VM are in models/clean-c32n5.md.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+work=$1
+shift
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=(flow sr calibrate eval)
+data=$here/../shared/data
+train=$here/build/tools/qbasicvsr-train
+calibrate=$here/build/calibrate/qbasicvsr-calibrate
+evaluate=$here/build/tools/qbasicvsr-eval
+clips=(--clips "$data/videos/cockatoo.mp4" --clips "$data/videos/cityCC0.mpg" --clips "$data/videos/vtest.avi")
+val=()
+for i in 1 3 5 7; do val+=(--val "$data/frames/vimeo_septuplets/00002_000$i"); done
+ev=()
+for i in 1 2 3 4 5 6 7 8; do ev+=(--gt "$data/frames/vimeo_septuplets/00002_000$i"); done
+common=(--max-frames 300 --threads 2 --seed 7)
+sr=(--iters "${ITERS:-2400}" --flow-freeze $((${ITERS:-2400} - 120)) --lr 4e-4 --batch 4 --crop 48 --frames 8
+  --val-every 400 --checkpoint-every 100 --compute bf16)
+mkdir -p "$work"
+for stage in "${stages[@]}"; do
+  case $stage in
+    flow)
+      "$train" "${clips[@]}" "${val[@]}" "${common[@]}" --arch 32,5,32 --base bicubic --flow-iters 3000 \
+        --flow-max-shift 6 --compute fp32 --iters 0 -o "$work/flow.safetensors" 2>&1 | tee "$work/flow.log" ;;
+    sr)
+      "$train" "${clips[@]}" "${val[@]}" "${common[@]}" --init "$work/flow.safetensors" --flow-iters 0 "${sr[@]}" \
+        -o "$work/fp32.safetensors" --report "$work/sr.json" 2>&1 | tee "$work/sr.log" ;;
+    continue)
+      "$train" "${clips[@]}" "${val[@]}" "${common[@]}" --init "$here/models/clean-c32n5-fp32.safetensors" \
+        --flow-iters 0 "${sr[@]}" -o "$work/fp32.safetensors" --report "$work/sr.json" 2>&1 | tee "$work/sr.log" ;;
+    calibrate)
+      for scope in pq fq; do
+        for b in 6 4; do
+          s=partial
+          [ $scope = fq ] && s=full
+          "$calibrate" -m "$work/fp32.safetensors" "${clips[@]}" --degrade BI --bits $b --scope $s --iters 150 \
+            --batch 2 --crop 64 --frames 7 --threads 2 --seed 1 -o "$work/$scope-w${b}a${b}.safetensors" \
+            --report "$work/$scope-w${b}a${b}.json" --plot "$work/$scope-w${b}a${b}.svg" 2>&1 |
+            tee "$work/$scope-w${b}a${b}.log"
+        done
+      done ;;
+    eval)
+      "$evaluate" --bicubic "${ev[@]}" --json >"$work/bicubic.eval.json"
+      "$evaluate" --bicubic "${ev[@]}" --degradation BD --json >"$work/bicubic-bd.eval.json"
+      "$evaluate" -m "$work/fp32.safetensors" "${ev[@]}" --json >"$work/fp32.eval.json"
+      for q in pq-w6a6 fq-w6a6 pq-w4a4 fq-w4a4; do
+        [ -f "$work/$q.safetensors" ] && "$evaluate" -m "$work/$q.safetensors" "${ev[@]}" --json >"$work/$q.eval.json"
+      done
+      for f in "$work"/*.eval.json; do
+        python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["mean"]; print("%-28s PSNR-Y %.3f  SSIM-Y %.4f" % (sys.argv[1].split("/")[-1], m["psnr"], m["ssim"]))' "$f"
+      done ;;
+    *) echo "unknown stage $stage" >&2; exit 2 ;;
+  esac
+done
