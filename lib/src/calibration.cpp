@@ -56,24 +56,30 @@ class StatsEngine : public Engine {
 class TrainEngine : public Engine {
  public:
   TrainEngine(const QuantPlan& plan, std::vector<at::Tensor>& l, std::vector<at::Tensor>& u,
-              std::vector<at::Tensor>& clip)
-      : plan_(plan), l_(l), u_(u), clip_(clip) {}
+              std::vector<at::Tensor>& clip, bool bf16)
+      : plan_(plan), l_(l), u_(u), clip_(clip), bf16_(bf16) {}
   Act conv(int id, const Conv& c, const Act& x, PostOp post, int, at::Tensor* residual) override {
-    const at::Tensor in = x.values();
-    at::Tensor y;
+    at::Tensor in = x.values(), w = c.weight, b = c.bias;
     if (plan_.quantized(id)) {
-      const int b = plan_.bits(id);
-      y = at::conv2d(ste_quant_act(in, l_[id], u_[id], b), ste_quant_weight(c.weight, clip_[id], b), c.bias,
-                     {1, 1}, {c.padding, c.padding});
-    } else {
-      y = at::conv2d(in, c.weight, c.bias, {1, 1}, {c.padding, c.padding});
+      const int bits = plan_.bits(id);
+      in = ste_quant_act(in, l_[id], u_[id], bits);
+      w = ste_quant_weight(w, clip_[id], bits);
     }
-    return finish_differentiable(y, post, residual);
+    // bf16: mixed precision, the quantized values rounded to 8 significant bits for the product
+    // only (the exported model and every evaluation use exact fp32 grids).
+    if (bf16_) {
+      in = in.to(at::kBFloat16);
+      w = w.to(at::kBFloat16);
+      b = b.to(at::kBFloat16);
+    }
+    at::Tensor y = at::conv2d(in, w, b, {1, 1}, {c.padding, c.padding});
+    return finish_differentiable(bf16_ ? y.to(at::kFloat) : y, post, residual);
   }
 
  private:
   const QuantPlan& plan_;
   std::vector<at::Tensor>&l_, &u_, &clip_;
+  bool bf16_;
 };
 
 // A crop of a sequence as [T,3,h,w]: random position and horizontal flip, or the centre.
@@ -260,7 +266,7 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
   adam.add(weight_params, o.lr_weights);
   adam.add(range_params, o.lr_ranges);
   if (!resume.empty()) adam.restore(read_safetensors(resume + ".adam"));
-  TrainEngine train(plan, l_param, u_param, clip_param);
+  TrainEngine train(plan, l_param, u_param, clip_param, uses_bf16(o.compute));
   Fp32Engine fp32;
 
   auto export_model = [&](int iteration) {

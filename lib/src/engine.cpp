@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <string>
 
 #include "quantizer.h"
 
@@ -55,17 +53,6 @@ Act AutogradEngine::conv(int, const Conv& c, const Act& x, PostOp post, int, at:
   const at::Tensor y = at::conv2d(x.values().to(at::kBFloat16), c.weight.to(at::kBFloat16),
                                   c.bias.to(at::kBFloat16), {1, 1}, {c.padding, c.padding});
   return finish_differentiable(y.to(at::kFloat), post, residual);
-}
-
-bool cpu_has_bf16() {
-  static const bool has = [] {
-    std::ifstream f("/proc/cpuinfo");
-    std::string line;
-    while (std::getline(f, line))
-      if (line.rfind("flags", 0) == 0) return line.find(" avx512_bf16") != std::string::npos;
-    return false;
-  }();
-  return has;
 }
 
 QuantPlan::QuantPlan(const Architecture& arch, QuantSettings settings)

@@ -64,9 +64,6 @@ class AutogradEngine : public Engine {
   bool bf16_;
 };
 
-// Whether this CPU has AVX-512 BF16 instructions (where bfloat16 convolutions are fast).
-bool cpu_has_bf16();
-
 // Bits and grids of every layer for one model, quantization settings and chunk offset b_V.
 class QuantPlan {
  public:

@@ -9,6 +9,8 @@
 #include <string>
 #include <thread>
 
+#include "qbasicvsr/error.h"
+
 namespace qbasicvsr {
 
 void configure_runtime(int threads) {
@@ -35,6 +37,26 @@ double peak_rss_mb() {
     if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
   }
   return 0.0;
+}
+
+bool cpu_has_bf16() {
+  static const bool has = [] {
+    std::ifstream f("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(f, line))
+      if (line.rfind("flags", 0) == 0) return line.find(" avx512_bf16") != std::string::npos;
+    return false;
+  }();
+  return has;
+}
+
+bool uses_bf16(Compute c) { return c == Compute::Bf16 || (c == Compute::Auto && cpu_has_bf16()); }
+
+Compute parse_compute(const std::string& name) {
+  if (name == "auto") return Compute::Auto;
+  if (name == "fp32") return Compute::Fp32;
+  if (name == "bf16") return Compute::Bf16;
+  throw Error("unknown compute \"" + name + "\" (auto, fp32 or bf16)");
 }
 
 }  // namespace qbasicvsr

@@ -285,8 +285,6 @@ at::Tensor flip_flow(const at::Tensor& flow, int64_t dim, int component) {
                  1);
 }
 
-bool uses_bf16(Compute c) { return c == Compute::Bf16 || (c == Compute::Auto && cpu_has_bf16()); }
-
 Image degrade(const Image& gt, Degradation d) {
   return d == Degradation::BI ? degrade_bi(modcrop(gt)) : degrade_bd(modcrop(gt));
 }

@@ -376,6 +376,10 @@ def calibrate_cases(tmp, shipped):
     write_png(os.path.join(short, "a.png"), 20, 16)
     expect_error("calibrate: one-frame clip", [TOOLS["calibrate"], "-m", shipped, "--clips", short, "--bits", "6",
                                                "-o", os.path.join(tmp, "x.safetensors")], "at least 2 frames")
+    expect_error("calibrate: bad --compute", base + ["--compute", "fp16", "-o", os.path.join(tmp, "x.safetensors")],
+                 "unknown compute")
+    r = run(base + ["--iters", "2", "--compute", "fp32", "-o", os.path.join(tmp, "q6.safetensors")], timeout=300)
+    case("calibrate: --compute fp32 runs", r.returncode == 0, r.stderr)
     expect_error("calibrate: no output", [TOOLS["calibrate"], "-m", shipped, "--clips", clip, "--bits", "6"],
                  "-o OUT")
     return out
@@ -428,6 +432,7 @@ def train_cases(tmp, quantized):
     expect_error("train: init and arch", [TOOLS["train"], "--clips", clip, "--init", out, "--arch", "4,1", "-o", x],
                  "--init takes the model's own")
     expect_error("train: resume without checkpoint", base + ["--resume", "-o", x], "no checkpoint")
+    expect_error("train: bad --compute", base + ["--compute", "int8", "-o", x], "--compute must be")
     expect_error("train: missing clip", [TOOLS["train"], "--clips", os.path.join(tmp, "nope"), "-o", x],
                  "no such clip")
 

@@ -11,6 +11,7 @@
 
 #include "qbasicvsr/image.h"
 #include "qbasicvsr/model_file.h"
+#include "qbasicvsr/runtime.h"
 
 namespace qbasicvsr {
 
@@ -34,9 +35,10 @@ struct CalibrationOptions {
   double range_percentile = 99.99;
   uint64_t seed = 1;
   int threads = 0;
-  int checkpoint_every = 25;  // iterations between checkpoints (0: none)
-  std::string checkpoint;     // checkpoint file ("" : none); the optimizer state goes beside it
-  int stop_at = 0;            // stop after this iteration with a checkpoint (0: run to the end)
+  Compute compute = Compute::Auto;  // the student's convolutions (the teacher runs in fp32)
+  int checkpoint_every = 25;        // iterations between checkpoints (0: none)
+  std::string checkpoint;           // checkpoint file ("" : none); the optimizer state goes beside it
+  int stop_at = 0;                  // stop after this iteration with a checkpoint (0: run to the end)
 };
 
 struct LayerCalibration {

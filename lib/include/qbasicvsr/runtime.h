@@ -1,6 +1,8 @@
 // Process-wide runtime settings for the compute library.
 #pragma once
 
+#include <string>
+
 namespace qbasicvsr {
 
 // Sets LibTorch's intra-op thread count (0 = one per available core) and, once per process,
@@ -14,5 +16,16 @@ int runtime_threads();
 
 // Peak resident set size of this process in MiB (VmHWM).
 double peak_rss_mb();
+
+// Arithmetic of the convolutions in training and calibration: bfloat16 (mixed precision, fp32
+// master weights) is several times faster where the CPU has AVX-512 BF16; Auto picks it there
+// and fp32 elsewhere. Inference is not affected.
+enum class Compute { Auto, Fp32, Bf16 };
+// Whether this CPU has AVX-512 BF16 instructions.
+bool cpu_has_bf16();
+// Whether `c` resolves to bfloat16 on this machine.
+bool uses_bf16(Compute c);
+// "auto", "fp32" or "bf16"; throws Error otherwise.
+Compute parse_compute(const std::string& name);
 
 }  // namespace qbasicvsr

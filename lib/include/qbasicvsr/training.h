@@ -10,16 +10,11 @@
 
 #include "qbasicvsr/image.h"
 #include "qbasicvsr/model_file.h"
+#include "qbasicvsr/runtime.h"
 
 namespace qbasicvsr {
 
 enum class Degradation { BI, BD };
-
-// Arithmetic of the convolutions in training: bfloat16 (mixed precision, fp32 master weights)
-// is ~4x faster where the CPU has AVX-512 BF16; Auto picks it there and fp32 elsewhere.
-enum class Compute { Auto, Fp32, Bf16 };
-// Whether `c` resolves to bfloat16 on this machine.
-bool uses_bf16(Compute c);
 
 // A fresh model for training: PyTorch's default initialisation (uniform, bound 1/sqrt(fan_in))
 // for every convolution, the residual blocks scaled by 0.1 (as BasicSR does) and conv_last zero,
