@@ -78,15 +78,6 @@ std::vector<std::vector<Image>> load_sequences(const std::vector<std::string>& c
   return seqs;
 }
 
-double get_double(const cli::Args& args, const std::string& name, double fallback) {
-  if (!args.has(name)) return fallback;
-  char* end = nullptr;
-  const std::string s = args.get(name);
-  const double v = std::strtod(s.c_str(), &end);
-  if (s.empty() || *end) args.die(name + " must be a number, got \"" + s + "\"");
-  return v;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -118,12 +109,12 @@ int main(int argc, char** argv) {
     o.iters = static_cast<int>(args.get_int("--iters", 150, 0, 1000000));
     o.batch = static_cast<int>(args.get_int("--batch", 2, 1, 1024));
     o.crop = static_cast<int>(args.get_int("--crop", 64, 8, 4096));
-    o.lambda_skt = get_double(args, "--lambda-skt", o.lambda_skt);
-    o.lr_weights = get_double(args, "--lr", o.lr_weights);
-    o.lr_ranges = get_double(args, "--lr-ranges", o.lr_ranges);
-    if (args.has("--lambda")) o.lambda = get_double(args, "--lambda", 0);
-    o.gamma = get_double(args, "--gamma", o.gamma);
-    o.range_percentile = get_double(args, "--range-percentile", o.range_percentile);
+    o.lambda_skt = args.get_double("--lambda-skt", o.lambda_skt);
+    o.lr_weights = args.get_double("--lr", o.lr_weights);
+    o.lr_ranges = args.get_double("--lr-ranges", o.lr_ranges);
+    if (args.has("--lambda")) o.lambda = args.get_double("--lambda", 0);
+    o.gamma = args.get_double("--gamma", o.gamma);
+    o.range_percentile = args.get_double("--range-percentile", o.range_percentile);
     if (o.range_percentile != 0 && (o.range_percentile <= 50 || o.range_percentile > 100))
       args.die("--range-percentile must be 0 or in (50, 100]");
     o.ts_lba = !args.has("--no-ts-lba");

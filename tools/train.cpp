@@ -58,15 +58,6 @@ constexpr const char* kUsage =
     "  --stop-at N           stop after iteration N with a checkpoint (train in slices)\n"
     "  --report F            JSON report: losses, validations, flow figures\n";
 
-double get_double(const cli::Args& args, const std::string& name, double fallback) {
-  if (!args.has(name)) return fallback;
-  char* end = nullptr;
-  const std::string s = args.get(name);
-  const double v = std::strtod(s.c_str(), &end);
-  if (s.empty() || *end) args.die(name + " must be a number, got \"" + s + "\"");
-  return v;
-}
-
 Architecture parse_arch(const cli::Args& args, const std::string& text) {
   std::vector<int> v;
   std::stringstream ss(text);
@@ -175,9 +166,9 @@ int main(int argc, char** argv) {
     o.batch = static_cast<int>(args.get_int("--batch", 4, 1, 1024));
     o.crop = static_cast<int>(args.get_int("--crop", 48, 8, 4096));
     o.frames = static_cast<int>(args.get_int("--frames", 8, 2, 1000));
-    o.lr = get_double(args, "--lr", o.lr);
+    o.lr = args.get_double("--lr", o.lr);
     o.flow_freeze = static_cast<int>(args.get_int("--flow-freeze", -1, 0, 100000000));
-    o.flow_lr_scale = get_double(args, "--flow-lr-scale", o.flow_lr_scale);
+    o.flow_lr_scale = args.get_double("--flow-lr-scale", o.flow_lr_scale);
     o.seed = static_cast<uint64_t>(args.get_int("--seed", 1, 0, 1L << 40));
     o.threads = static_cast<int>(args.get_int("--threads", 0, 0, 1024));
     o.val_every = static_cast<int>(args.get_int("--val-every", 100, 0, 100000000));
@@ -188,8 +179,8 @@ int main(int argc, char** argv) {
     fo.iters = static_cast<int>(args.get_int("--flow-iters", 1000, 0, 100000000));
     fo.batch = static_cast<int>(args.get_int("--flow-batch", 8, 1, 1024));
     fo.size = static_cast<int>(args.get_int("--flow-size", 64, 32, 1024));
-    fo.lr = get_double(args, "--flow-lr", fo.lr);
-    fo.max_shift = get_double(args, "--flow-max-shift", fo.max_shift);
+    fo.lr = args.get_double("--flow-lr", fo.lr);
+    fo.max_shift = args.get_double("--flow-max-shift", fo.max_shift);
     if (fo.max_shift < 0 || fo.max_shift > 64) args.die("--flow-max-shift must be in 0..64");
     const std::string compute = args.get("--compute", "auto");
     if (compute != "auto" && compute != "fp32" && compute != "bf16")

@@ -83,6 +83,14 @@ class Args {
           "\"");
     return v;
   }
+  double get_double(const std::string& name, double fallback) const {
+    if (!has(name)) return fallback;
+    const std::string s = get(name);
+    char* end = nullptr;
+    const double v = std::strtod(s.c_str(), &end);
+    if (s.empty() || *end != '\0') die(name + " must be a number, got \"" + s + "\"");
+    return v;
+  }
   const std::vector<std::string>& positional() const { return positional_; }
 
   [[noreturn]] void die(const std::string& message) const {
