@@ -386,7 +386,7 @@ def calibrate_cases(tmp, shipped):
 
 
 def train_cases(tmp, quantized):
-    clip, val = os.path.join(tmp, "gt"), os.path.join(tmp, "gt-val")
+    clip, val = os.path.join(tmp, "train-gt"), os.path.join(tmp, "train-gt-val")
     for d, n in ((clip, 6), (val, 3)):
         os.makedirs(d)
         for i in range(n):
