@@ -49,8 +49,9 @@ constexpr const char* kUsage =
     "  --checkpoint-every N  write OUT.ckpt (and OUT.ckpt.adam) every N iterations; --resume\n"
     "                        continues from it exactly\n"
     "  --stop-at N           stop after iteration N with a checkpoint (calibrate in slices)\n"
-    "  --compute C           the student's convolutions in bf16 (mixed precision, ~2x faster where\n"
-    "                        the CPU has AVX-512 BF16; auto, the default, uses it there) or fp32\n"
+    "  --compute C           the student's convolutions in bf16 (mixed precision, fast where the CPU has\n"
+    "                        AVX-512 BF16: 1.2x faster for the default model here) or fp32; auto\n"
+    "                        (the default) picks bf16 where the CPU has it\n"
     "  --seed S              random crops and flips are a function of (seed, iteration)\n";
 
 // Sequences of `frames` consecutive frames from each clip.
