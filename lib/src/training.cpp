@@ -73,10 +73,11 @@ at::Tensor epe(const at::Tensor& pred, const at::Tensor& gt) {
   return at::sqrt((pred - gt).square().sum(1) + 1e-8).mean();
 }
 
-void write_spynet(Model& model, SpyNet& net) {
-  const auto convs = net.layers();
+// Writes convs (conv_layers() order from the first layer on: SPyNet's alone, or the whole
+// network's) into the model's weights.
+void store_convs(Model& model, const std::vector<Conv*>& convs) {
   const auto layers = conv_layers(model.arch);
-  for (int id = 0; id < kSpyNetLayers; ++id) {
+  for (std::size_t id = 0; id < convs.size(); ++id) {
     model.weights[layers[id].name + ".weight"] = to_host(convs[id]->weight);
     model.weights[layers[id].name + ".bias"] = to_host(convs[id]->bias);
   }
@@ -211,12 +212,7 @@ Sample draw(std::vector<ClipData>& data, const TrainOptions& o, const BasicVSR& 
 
 Model export_model(const Model& base, BasicVSR& net) {
   Model m = base;
-  const auto convs = net.layers();
-  const auto layers = conv_layers(base.arch);
-  for (std::size_t id = 0; id < layers.size(); ++id) {
-    m.weights[layers[id].name + ".weight"] = to_host(convs[id]->weight);
-    m.weights[layers[id].name + ".bias"] = to_host(convs[id]->bias);
-  }
+  store_convs(m, net.layers());
   m.extra_metadata.erase(kStateKey);
   return m;
 }
@@ -330,7 +326,7 @@ void pretrain_flow(Model& model, const std::vector<std::vector<Image>>& frames,
   Adam adam;
   adam.add(params, o.lr);
   AutogradEngine engine(uses_bf16(o.compute));
-  FlowReport r;
+  std::vector<std::pair<int, double>> losses;  // (iteration, training EPE)
   const auto t0 = Clock::now();
   for (int it = 0; it < o.iters; ++it) {
     std::mt19937_64 rng(o.seed * 1000003ull + static_cast<uint64_t>(it));
@@ -342,26 +338,19 @@ void pretrain_flow(Model& model, const std::vector<std::vector<Image>>& frames,
     const at::Tensor loss = epe(net.flow(b.ref, b.supp, engine), b.flow);
     loss.backward();
     adam.step(0.5 * (1.0 + std::cos(M_PI * it / std::max(1, o.iters))));
-    r.losses.emplace_back(it + 1, loss.item<double>());
+    losses.emplace_back(it + 1, loss.item<double>());
     if (progress) {
       const double el = seconds_since(t0);
-      progress({it + 1, o.iters, r.losses.back().second, (it + 1) / el, (o.iters - it - 1) * el / (it + 1)});
+      progress({it + 1, o.iters, losses.back().second, (it + 1) / el, (o.iters - it - 1) * el / (it + 1)});
     }
   }
-  r.seconds = seconds_since(t0);
-  for (Conv* c : net.layers()) {
-    c->weight = c->weight.detach();
-    c->bias = c->bias.detach();
+  const double seconds = seconds_since(t0);
+  store_convs(model, net.layers());
+  if (report) {
+    *report = measure_flow(net, validation, o);
+    report->losses = std::move(losses);
+    report->seconds = seconds;
   }
-  write_spynet(model, net);
-  const FlowReport m = measure_flow(net, validation, o);
-  r.synthetic_epe = m.synthetic_epe;
-  r.synthetic_epe_zero = m.synthetic_epe_zero;
-  r.real_warp_error = m.real_warp_error;
-  r.real_warp_error_zero = m.real_warp_error_zero;
-  r.pairs_synthetic = m.pairs_synthetic;
-  r.pairs_real = m.pairs_real;
-  if (report) *report = r;
 }
 
 void check_training_data(const std::vector<GtClip>& clips, const TrainOptions& o) {
@@ -433,10 +422,9 @@ Model train(const Model& init, const std::vector<GtClip>& clips, const std::vect
 
   std::vector<ClipData> data;
   for (const auto& c : clips) data.push_back(prepare(c, o.degradation));
+  // While SPyNet is frozen its weights are those training started (or resumed) with, so the
+  // cached flows come from the network being trained itself.
   BasicVSR net(start_model);
-  // Frozen flows come from the model as training starts (or resumes): the network being trained
-  // changes SPyNet only after the freeze, when flows are computed per batch.
-  const BasicVSR flow_net(start_model);
   const auto convs = net.layers();
   std::vector<at::Tensor> main_params, flow_params;
   for (std::size_t id = 0; id < convs.size(); ++id) {
@@ -487,7 +475,7 @@ Model train(const Model& init, const std::vector<GtClip>& clips, const std::vect
     std::mt19937_64 rng(o.seed * 1000003ull + static_cast<uint64_t>(it) * 7919ull);
     std::vector<at::Tensor> lr, hr, fwd, bwd;
     for (int b = 0; b < o.batch; ++b) {
-      Sample s = draw(data, o, flow_net, frozen, rng);
+      Sample s = draw(data, o, net, frozen, rng);
       lr.push_back(s.lr);
       hr.push_back(s.hr);
       if (frozen) {
@@ -528,10 +516,6 @@ Model train(const Model& init, const std::vector<GtClip>& clips, const std::vect
     }
   }
   report.seconds = seconds_since(t0);
-  for (Conv* c : convs) {
-    c->weight = c->weight.detach();
-    c->bias = c->bias.detach();
-  }
   run_validation(o.iters);
   if (report_out) *report_out = report;
   return export_model(init, net);
