@@ -30,7 +30,10 @@ double psnr(const at::Tensor& a, const at::Tensor& b) {
 
 class QuantTest : public ::testing::Test {
  protected:
-  void SetUp() override { configure_runtime(2); }
+  void SetUp() override {
+    configure_runtime(2);
+    at::manual_seed(7);
+  }
 };
 
 // A model of C=16, N=2 with every layer's range observed on `lr`.
@@ -239,8 +242,18 @@ TEST_F(QuantTest, Int8ConvMatchesFakeConvLayerByLayer) {
           const float err = (a - b).abs().max().item<float>();
           const float tol = next >= 0 ? plan.grid(next).scale * 1.01f : 1e-3f * a.abs().max().item<float>();
           EXPECT_LE(err, tol) << name << " W" << bits << " mode " << mode;
-          EXPECT_GE(psnr(a / a.abs().max(), b / a.abs().max()), 55.0)
-              << name << " W" << bits << " mode " << mode << " side " << side;
+          if (next >= 0) {
+            // Codes: a value that float accumulation puts on the other side of a rounding
+            // boundary moves by one step. How many do depends on the CPU's kernels (none here
+            // in most cases; about 1% seen on a CI machine): a wrong zero point, clip or slope
+            // would move most of them.
+            const double flipped =
+                (a - b).abs().gt(0.5f * plan.grid(next).scale).to(at::kDouble).mean().item<double>();
+            EXPECT_LE(flipped, 0.05) << name << " W" << bits << " mode " << mode << " side " << side;
+          } else {
+            EXPECT_GE(psnr(a / a.abs().max(), b / a.abs().max()), 55.0)
+                << name << " W" << bits << " mode " << mode << " side " << side;
+          }
         }
       }
     }
