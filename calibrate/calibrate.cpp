@@ -24,8 +24,8 @@ constexpr const char* kUsage =
     "                           [--scope partial|full] [--iters 150] [--batch 2] [--crop 64] [--frames 7]\n"
     "                           [--max-sequences 100] [--degrade BI|BD] [--lambda-skt 1] [--lr 1e-5]\n"
     "                           [--lr-ranges 1e-3] [--lambda L] [--gamma 1] [--no-ts-lba] [--no-fg-vba]\n"
-    "                           [--range-percentile 99.99] [--seed 1] [--threads N] [--device cpu]\n"
-    "                           [--compute auto|fp32|bf16]\n"
+    "                           [--range-percentile 99.99] [--no-range-search] [--seed 1] [--threads N]\n"
+    "                           [--device cpu] [--compute auto|fp32|bf16]\n"
     "                           [--checkpoint-every 25] [--stop-at N] [--resume] [--report R.json]\n"
     "                           [--plot R.svg]\n"
     "\n"
@@ -33,8 +33,10 @@ constexpr const char* kUsage =
     "folder of PNG frames or a video file of LR frames (--degrade BI|BD first makes LR frames of\n"
     "HR clips); clips are cut into sequences of --frames frames. Steps: fp32 statistics on centre\n"
     "crops (TS-LBA s_space/s_temp -> b_L at the 30th/70th percentiles over layers; initial\n"
-    "activation ranges [P(100-p), P(p)] with --range-percentile p (default 99.99; 0: per layer the\n"
-    "clip with the least squared quantization error); C_V per sequence -> lambda, and\n"
+    "activation ranges: the lowest P(100-p) and highest P(p) of each layer's input channels with\n"
+    "--range-percentile p (default 99.99; 0: per layer the clip with the least squared quantization\n"
+    "error), then all scaled by the factor in 0.8..2 whose fake-quantized network best reproduces\n"
+    "the fp32 frames on those crops (off: --no-range-search); C_V per sequence -> lambda, and\n"
     "tau_lo/tau_hi at its 33rd/67th percentiles), then --iters iterations of distillation: the\n"
     "fake-quantized network learns its weights, ranges and weight clips from the fp32 one\n"
     "(L = L_pix + lambda_skt L_skt) on random crops and flips, with each sequence's b_V, Adam with\n"
@@ -93,6 +95,7 @@ int main(int argc, char** argv) {
     args.value("", v);
   args.flag("--no-ts-lba");
   args.flag("--no-fg-vba");
+  args.flag("--no-range-search");
   args.flag("--resume");
   args.parse(argc, argv);
   return cli::run_main("qbasicvsr-calibrate", [&] {
@@ -120,6 +123,7 @@ int main(int argc, char** argv) {
       args.die("--range-percentile must be 0 or in (50, 100]");
     o.ts_lba = !args.has("--no-ts-lba");
     o.fg_vba = !args.has("--no-fg-vba");
+    o.range_search = !args.has("--no-range-search");
     o.seed = static_cast<uint64_t>(args.get_int("--seed", 1, 0, 1L << 40));
     o.threads = static_cast<int>(args.get_int("--threads", 0, 0, 1024));
     o.compute = parse_compute(args.get("--compute", "auto"));
@@ -189,9 +193,8 @@ int main(int argc, char** argv) {
     for (const auto& l : report.layers) up += l.b_L > 0, down += l.b_L < 0;
     std::fprintf(stderr,
                  "qbasicvsr-calibrate: %s: b_L +1 on %d layers, -1 on %d; mean %.2f bits; tau %.2f / %.2f; "
-                 "stats %.0f s, "
-                 "fine-tuning %.0f s\n",
-                 output.c_str(), up, down, report.mean_bits, report.tau_lo, report.tau_hi,
+                 "ranges x%.2f; stats %.0f s, fine-tuning %.0f s\n",
+                 output.c_str(), up, down, report.mean_bits, report.tau_lo, report.tau_hi, report.range_scale,
                  report.stats_seconds, report.train_seconds);
     return 0;
   });

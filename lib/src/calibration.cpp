@@ -30,6 +30,9 @@ using Clock = std::chrono::steady_clock;
 constexpr double kCharbonnierEps = 1e-3;
 // Metadata key of a checkpoint's training state.
 constexpr const char* kStateKey = "calibration_state";
+// Factors tried on the initial activation ranges (CalibrationOptions::range_search).
+constexpr double kRangeScales[] = {0.8, 1.0, 1.2, 1.4, 1.7, 2.0};
+constexpr std::size_t kRangeSearchSequences = 32;
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -216,6 +219,40 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
     }
     report.layers.push_back(lc);
   }
+  if (o.range_search) {
+    // One factor for every initial range, the one whose fake-quantized network (b_V = 0)
+    // reproduces the teacher's frames best on the statistics crops (at most kRangeSearchSequences
+    // of them, evenly spread).
+    c10::InferenceMode guard;
+    std::vector<at::Tensor> crops, targets;
+    const std::size_t n = std::min(sequences.size(), kRangeSearchSequences);
+    for (std::size_t i = 0; i < n; ++i) {
+      crops.push_back(crop_sequence(sequences[i * sequences.size() / n], o.crop, nullptr));
+      targets.push_back(teacher.forward(crops.back()));
+    }
+    double best_err = -1;
+    QuantSettings best = q;
+    for (double scale : kRangeScales) {
+      QuantSettings scaled = q;
+      for (auto& [name, lq] : scaled.layers) {
+        lq.l = static_cast<float>(lq.l * scale);
+        lq.u = static_cast<float>(lq.u * scale);
+      }
+      QuantPlan plan(fp.arch, scaled);
+      FakeEngine fake(plan);
+      double err = 0;
+      for (std::size_t i = 0; i < crops.size(); ++i)
+        err += (teacher.forward(crops[i], fake) - targets[i]).square().mean().item<double>();
+      err /= static_cast<double>(crops.size());
+      report.range_search.push_back({scale, err});
+      if (best_err < 0 || err < best_err) {
+        best_err = err;
+        best = scaled;
+        report.range_scale = scale;
+      }
+    }
+    q = best;
+  }
   report.lambda = q.fg_vba.lambda;
   report.gamma = q.fg_vba.gamma;
   report.tau_lo = q.fg_vba.tau_lo.value_or(0);
@@ -369,6 +406,8 @@ std::string report_json(const CalibrationReport& r) {
   json losses = json::array();
   for (const auto& s : r.losses)
     losses.push_back({{"iteration", s.iteration}, {"loss", s.loss}, {"l_pix", s.l_pix}, {"l_skt", s.l_skt}});
+  json range_search = json::array();
+  for (const auto& [scale, mse] : r.range_search) range_search.push_back({{"scale", scale}, {"mse", mse}});
   return json{
       {"layers", layers},
       {"sequences", {{"C_V", r.sequence_C_V}, {"b_V", r.sequence_b_V}}},
@@ -379,6 +418,8 @@ std::string report_json(const CalibrationReport& r) {
         {"l_temp", r.ts_lba.l_temp},
         {"u_temp", r.ts_lba.u_temp}}},
       {"mean_bits", r.mean_bits},
+      {"range_scale", r.range_scale},
+      {"range_search", range_search},
       {"losses", losses},
       {"start_iteration", r.start_iteration},
       {"stats_seconds", r.stats_seconds},

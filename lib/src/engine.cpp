@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "quantizer.h"
 
@@ -114,18 +115,23 @@ Act RangeObserver::conv(int id, const Conv& c, const Act& x, PostOp post, int ne
 }
 
 void RangeObserver::record(int id, const at::Tensor& x) {
-  auto& s = samples_[id];
-  if (s.size() < kMaxSamplesPerLayer) {
-    const at::Tensor flat = x.reshape({-1});
-    const int64_t step = std::max<int64_t>(1, flat.numel() / kSamplesPerCall);
-    const at::Tensor picked = flat.slice(0, 0, flat.numel(), step).contiguous();
-    const float* p = picked.data_ptr<float>();
-    s.insert(s.end(), p, p + picked.numel());
-  }
+  auto& channels = samples_[id];
+  const int64_t c = x.size(1);
+  if (channels.empty()) channels.resize(static_cast<std::size_t>(c));
+  if (static_cast<int64_t>(channels.size()) != c || channels[0].size() * c >= kMaxSamplesPerLayer) return;
+  // A regular subsample of every channel, kept apart: a few channels (the LR frame beside the
+  // features) must not drown in the many.
+  const at::Tensor rows = x.transpose(0, 1).reshape({c, -1});
+  const int64_t step = std::max<int64_t>(1, rows.numel() / kSamplesPerCall);
+  const at::Tensor picked = rows.slice(1, 0, rows.size(1), step).contiguous();
+  const float* p = picked.data_ptr<float>();
+  const int64_t n = picked.size(1);
+  for (int64_t ch = 0; ch < c; ++ch) channels[ch].insert(channels[ch].end(), p + ch * n, p + (ch + 1) * n);
 }
 
 std::pair<float, float> RangeObserver::mse_range(int id, int bits) const {
-  const auto& all = samples_.at(id);
+  std::vector<float> all;
+  for (const auto& ch : samples_.at(id)) all.insert(all.end(), ch.begin(), ch.end());
   // A regular subsample keeps the search cheap; the candidates come from all samples.
   std::vector<float> s;
   const std::size_t step = std::max<std::size_t>(1, all.size() / (1 << 17));
@@ -156,9 +162,15 @@ std::pair<float, float> RangeObserver::mse_range(int id, int bits) const {
 
 std::map<int, std::pair<float, float>> RangeObserver::ranges(double lo, double hi) const {
   std::map<int, std::pair<float, float>> out;
-  for (const auto& [id, s] : samples_) {
-    std::vector<double> v(s.begin(), s.end());
-    out[id] = {static_cast<float>(percentile(v, lo)), static_cast<float>(percentile(v, hi))};
+  for (const auto& [id, channels] : samples_) {
+    float l = std::numeric_limits<float>::infinity(), u = -l;
+    for (const auto& ch : channels) {
+      if (ch.empty()) continue;
+      const std::vector<double> v(ch.begin(), ch.end());
+      l = std::min(l, static_cast<float>(percentile(v, lo)));
+      u = std::max(u, static_cast<float>(percentile(v, hi)));
+    }
+    if (l <= u) out[id] = {l, u};
   }
   return out;
 }

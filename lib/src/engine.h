@@ -104,7 +104,8 @@ class RangeObserver : public Engine {
  public:
   Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override;
   void record(int id, const at::Tensor& x);
-  // Ranges [P(lo), P(hi)] of the sampled inputs per layer (percentiles in 0..100).
+  // Ranges per layer: the lowest P(lo) and the highest P(hi) of its input channels (percentiles
+  // in 0..100), so that no channel is clipped beyond its own percentiles.
   std::map<int, std::pair<float, float>> ranges(double lo, double hi) const;
   // The range whose b-bit grid reproduces a layer's samples with the least squared error, among
   // symmetric-tail percentile clips from none to 2 % per side.
@@ -112,7 +113,7 @@ class RangeObserver : public Engine {
 
  private:
   Fp32Engine fp32_;
-  std::map<int, std::vector<float>> samples_;
+  std::map<int, std::vector<std::vector<float>>> samples_;  // per layer, per input channel
 };
 
 }  // namespace qbasicvsr

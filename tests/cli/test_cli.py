@@ -347,6 +347,10 @@ def calibrate_cases(tmp, shipped):
     rep = json.load(open(out + ".json")) if ok else {}
     case("calibrate: writes a model, a JSON report and an SVG", ok and len(rep["losses"]) == 4
          and any(l["quantized"] for l in rep["layers"]) and open(out + ".svg").read().startswith("<svg"), r.stderr)
+    search = rep.get("range_search", [])
+    case("calibrate: the range search tries 0.8..2 and keeps the factor with the least error",
+         len(search) == 6 and min(search, key=lambda e: e["mse"])["scale"] == rep["range_scale"]
+         and len({e["mse"] for e in search}) > 1, str(search))
     r2 = run([TOOLS["upscale"], "-m", out, clip, os.path.join(tmp, "cal-out")], timeout=300)
     case("calibrated model runs as int8 by default", r2.returncode == 0 and "int8 W4 partial, ranges calibrated"
          in r2.stderr, r2.stderr)

@@ -342,6 +342,26 @@ TEST_F(QuantTest, TsLbaStatisticsByHand) {
   EXPECT_NEAR(obs.statistics().at(7).second, (5.0 + 4.0 / std::sqrt(2.0)) / 8.0, 1e-12);
 }
 
+TEST_F(QuantTest, ObservedRangesCoverEveryChannelsOwnPercentiles) {
+  // 32 input channels as at the first trunk conv: one carries a ramp 0, 0.01, .., 0.99 (the LR
+  // frame), 31 a constant 0.1 (the features). Over all samples the ramp is 3 % of the data and
+  // P(99) would clip it near 0.7; per channel it keeps its own P(1) = 0.0099, P(99) = 0.9801.
+  RangeObserver obs;
+  at::Tensor x = at::full({1, 32, 10, 10}, 0.1f);
+  x[0][0] = at::arange(100, at::kFloat).view({10, 10}) / 100;
+  obs.record(3, x.contiguous(at::MemoryFormat::ChannelsLast));
+  const auto r = obs.ranges(1, 99).at(3);
+  EXPECT_NEAR(r.first, 0.0099f, 1e-6f);
+  EXPECT_NEAR(r.second, 0.9801f, 1e-6f);
+  // A batch of two more with a negative channel: channels accumulate across calls and items.
+  at::Tensor y = at::full({2, 32, 10, 10}, 0.1f);
+  y.select(1, 5).fill_(-0.25f);
+  obs.record(3, y);
+  const auto r2 = obs.ranges(0, 100).at(3);
+  EXPECT_FLOAT_EQ(r2.first, -0.25f);
+  EXPECT_FLOAT_EQ(r2.second, 0.99f);
+}
+
 // --- FG-VBA measurements ----------------------------------------------------------------------
 
 TEST_F(QuantTest, SpatialDetailOfRampAndConstantImages) {

@@ -14,6 +14,7 @@
 #   continue   more SR iterations from models/clean-c32n5-fp32 (training across sessions;
 #              ITERS=N, default 2400)                              -> WORK/fp32.safetensors
 #   calibrate  partial/full W6A6 and W4A4 from WORK/fp32           -> WORK/{pq,fq}-w{6,4}a{6,4}.safetensors
+#   ablation   PTQ with/without TS-LBA and FG-VBA (docs/CALIBRATION.md) -> WORK/pq-w6a6-ptq*.eval.json
 #   eval       the table of docs/RESULTS.md                        -> WORK/*.eval.json
 # Wall times on the 2-core dev VM are in models/clean-c32n5.md.
 set -euo pipefail
@@ -58,6 +59,25 @@ for stage in "${stages[@]}"; do
             --report "$work/$scope-w${b}a${b}.json" --plot "$work/$scope-w${b}a${b}.svg" 2>&1 |
             tee "$work/$scope-w${b}a${b}.log"
         done
+      done ;;
+    ablation)
+      # docs/CALIBRATION.md's ablation: PTQ (no fine-tuning) with and without TS-LBA; each model
+      # is scored with FG-VBA and with --no-adapt (b_V = 0), and uniform bits at 5..7 give the
+      # curve the adaptive rows are compared with at their mean bit-width.
+      for v in ptq:"" ptq-uniform:--no-ts-lba; do
+        name=pq-w6a6-${v%%:*}
+        [ -f "$work/$name.safetensors" ] || "$calibrate" -m "$work/fp32.safetensors" "${clips[@]}" --degrade BI \
+          --bits 6 --iters 0 --crop 64 --frames 7 --threads 2 --seed 1 ${v#*:} -o "$work/$name.safetensors" \
+          --report "$work/$name.json" 2>&1 | tee "$work/$name.log"
+        "$evaluate" -m "$work/$name.safetensors" "${ev[@]}" --json >"$work/$name.eval.json"
+        "$evaluate" -m "$work/$name.safetensors" "${ev[@]}" --no-adapt --json >"$work/$name-noadapt.eval.json"
+      done
+      for b in 5 7; do
+        "$evaluate" -m "$work/pq-w6a6-ptq-uniform.safetensors" "${ev[@]}" --no-adapt --bits $b --json \
+          >"$work/pq-w6a6-ptq-uniform-b$b.eval.json"
+      done
+      for f in "$work"/pq-w6a6-ptq*.eval.json; do
+        python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["mean"]; print("%-36s bits %.2f PSNR-Y %.3f  SSIM-Y %.4f" % (sys.argv[1].split("/")[-1], m.get("bits", 32), m["psnr"], m["ssim"]))' "$f"
       done ;;
     eval)
       "$evaluate" --bicubic "${ev[@]}" --json >"$work/bicubic.eval.json"

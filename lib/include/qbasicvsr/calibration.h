@@ -33,6 +33,9 @@ struct CalibrationOptions {
   // Initial ranges: [P(100 - p), P(p)] of each layer's inputs; 0 picks per layer the clip that its
   // b-bit grid reproduces with the least squared error (measured worse in PSNR, docs/CALIBRATION.md).
   double range_percentile = 99.99;
+  // Then scale all initial ranges by the factor (0.8 .. 2) whose fake-quantized network best
+  // reproduces the fp32 frames on the statistics crops.
+  bool range_search = true;
   uint64_t seed = 1;
   int threads = 0;
   Compute compute = Compute::Auto;  // the student's convolutions (the teacher runs in fp32)
@@ -55,7 +58,9 @@ struct CalibrationReport {
   std::vector<int> sequence_b_V;
   double lambda = 0, gamma = 0, tau_lo = 0, tau_hi = 0;
   TsLbaThresholds ts_lba;
-  double mean_bits = 0;  // over quantized layers and sequences
+  double mean_bits = 0;                                 // over quantized layers and sequences
+  double range_scale = 1;                               // the factor range_search chose
+  std::vector<std::pair<double, double>> range_search;  // (factor, mean squared error of the frames)
   struct Step {
     int iteration;
     double loss, l_pix, l_skt;
