@@ -50,12 +50,10 @@ for stage in "${stages[@]}"; do
     calibrate)
       for scope in pq fq; do
         for b in 6 4; do
-          s=partial extra=()
+          s=partial
           [ $scope = fq ] && s=full
-          # The shipped partial W6A6: wider initial ranges and a larger weight learning rate.
-          [ $scope = pq ] && [ $b = 6 ] && extra=(--range-percentile 99.999 --lr 1e-4)
           "$calibrate" -m "$work/fp32.safetensors" "${clips[@]}" --degrade BI --bits $b --scope $s --iters 150 \
-            --batch 2 --crop 64 --frames 7 --threads 2 --seed 1 "${extra[@]}" -o "$work/$scope-w${b}a${b}.safetensors" \
+            --batch 2 --crop 64 --frames 7 --threads 2 --seed 1 -o "$work/$scope-w${b}a${b}.safetensors" \
             --report "$work/$scope-w${b}a${b}.json" --plot "$work/$scope-w${b}a${b}.svg" 2>&1 |
             tee "$work/$scope-w${b}a${b}.log"
         done
