@@ -163,10 +163,25 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
   const auto t_stats = Clock::now();
   StatsEngine stats;
   std::vector<VideoComplexity> complexity;
+  // The range search scores on the statistics crops of up to kRangeSearchSequences sequences,
+  // evenly spread, against the teacher frames this pass computes anyway.
+  const std::size_t n_search = o.range_search ? std::min(sequences.size(), kRangeSearchSequences) : 0;
+  std::vector<at::Tensor> search_crops, search_targets;
   {
     c10::InferenceMode guard;
-    for (const auto& seq : sequences) {
-      teacher.forward(crop_sequence(seq, o.crop, nullptr), stats, [](int64_t, const at::Tensor&) {});
+    for (std::size_t s = 0; s < sequences.size(); ++s) {
+      const auto& seq = sequences[s];
+      const at::Tensor crop = crop_sequence(seq, o.crop, nullptr);
+      const bool searched =
+          search_crops.size() < n_search && s == search_crops.size() * sequences.size() / n_search;
+      std::vector<at::Tensor> frames;
+      teacher.forward(crop, stats, [&](int64_t, const at::Tensor& out) {
+        if (searched) frames.push_back(out);
+      });
+      if (searched) {
+        search_crops.push_back(crop);
+        search_targets.push_back(at::cat(frames, 0));
+      }
       stats.ts.end_clip();
       const at::Tensor full = images_to_tensor(seq);
       const auto [fwd, bwd] = teacher.compute_flows(full);
@@ -221,15 +236,8 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
   }
   if (o.range_search) {
     // One factor for every initial range, the one whose fake-quantized network (b_V = 0)
-    // reproduces the teacher's frames best on the statistics crops (at most kRangeSearchSequences
-    // of them, evenly spread).
+    // reproduces the teacher's frames best on the search crops.
     c10::InferenceMode guard;
-    std::vector<at::Tensor> crops, targets;
-    const std::size_t n = std::min(sequences.size(), kRangeSearchSequences);
-    for (std::size_t i = 0; i < n; ++i) {
-      crops.push_back(crop_sequence(sequences[i * sequences.size() / n], o.crop, nullptr));
-      targets.push_back(teacher.forward(crops.back()));
-    }
     double best_err = -1;
     QuantSettings best = q;
     for (double scale : kRangeScales) {
@@ -241,9 +249,9 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
       QuantPlan plan(fp.arch, scaled);
       FakeEngine fake(plan);
       double err = 0;
-      for (std::size_t i = 0; i < crops.size(); ++i)
-        err += (teacher.forward(crops[i], fake) - targets[i]).square().mean().item<double>();
-      err /= static_cast<double>(crops.size());
+      for (std::size_t i = 0; i < search_crops.size(); ++i)
+        err += (teacher.forward(search_crops[i], fake) - search_targets[i]).square().mean().item<double>();
+      err /= static_cast<double>(search_crops.size());
       report.range_search.push_back({scale, err});
       if (best_err < 0 || err < best_err) {
         best_err = err;
