@@ -290,10 +290,10 @@ void post_chunk_message(GstQbasicvsr* self, const qbasicvsr::ChunkReport& r) {
   const auto& c = r.clip.complexity;
   GstStructure* s = gst_structure_new(
       "qbasicvsr-chunk", "frames", G_TYPE_UINT, static_cast<guint>(r.frames), "context", G_TYPE_UINT,
-      static_cast<guint>(r.context), "C_V", G_TYPE_DOUBLE, c.C_V, "S", G_TYPE_DOUBLE, c.mean_S, "T_mag",
-      G_TYPE_DOUBLE, c.mean_T_mag, "T_cons", G_TYPE_DOUBLE, c.mean_T_cons, "b_V", G_TYPE_INT, r.clip.b_V,
-      "mean-bits", G_TYPE_DOUBLE, r.clip.mean_bits, "ms", G_TYPE_DOUBLE, r.clip.ms, "tiles", G_TYPE_INT,
-      r.clip.tiles, nullptr);
+      static_cast<guint>(r.context), "carried", G_TYPE_BOOLEAN, r.carried, "C_V", G_TYPE_DOUBLE, c.C_V, "S",
+      G_TYPE_DOUBLE, c.mean_S, "T_mag", G_TYPE_DOUBLE, c.mean_T_mag, "T_cons", G_TYPE_DOUBLE, c.mean_T_cons,
+      "b_V", G_TYPE_INT, r.clip.b_V, "mean-bits", G_TYPE_DOUBLE, r.clip.mean_bits, "ms", G_TYPE_DOUBLE,
+      r.clip.ms, "tiles", G_TYPE_INT, r.clip.tiles, nullptr);
   gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), s));
 }
 
@@ -442,16 +442,28 @@ gboolean set_caps(GstBaseTransform* trans, GstCaps* incaps, GstCaps* outcaps) {
   return TRUE;
 }
 
-GstFlowReturn submit_input_buffer(GstBaseTransform* trans, gboolean is_discont, GstBuffer* buf) {
+// The base class hands every input buffer here and then calls generate_output() until it returns
+// nothing: frames are held until their chunk runs. Its own submit_input_buffer() runs first, for
+// renegotiation after a RECONFIGURE (and QoS, off by default); its `is_discont` is not used: it
+// stays TRUE until the base class itself pushes an output, which an element that holds frames
+// back rarely does, so it says nothing about the stream. Only the buffer's DISCONT flag does.
+GstFlowReturn submit_input_buffer(GstBaseTransform* trans, gboolean is_discont, GstBuffer* input) {
   GstQbasicvsr* self = self_of(trans);
+  GstFlowReturn ret = GST_BASE_TRANSFORM_CLASS(parent_class)->submit_input_buffer(trans, is_discont, input);
+  if (ret != GST_FLOW_OK || !trans->queued_buf)
+    return ret == GST_BASE_TRANSFORM_FLOW_DROPPED ? GST_FLOW_OK : ret;
+  GstBuffer* buf = trans->queued_buf;
+  trans->queued_buf = nullptr;
   State* st = self->state;
   if (!st || !st->have_caps) {
     gst_buffer_unref(buf);
     GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("no caps before the first buffer"), (nullptr));
     return GST_FLOW_NOT_NEGOTIATED;
   }
-  if ((is_discont || GST_BUFFER_FLAG_IS_SET(buf, GST_BUFFER_FLAG_DISCONT)) && st->chunker->pending() > 0) {
-    const GstFlowReturn ret = drain_and_push(self);
+  // A real discontinuity (the first buffer after a seek, lost data) ends the chunk and the
+  // stream: what is held goes out, and the forward branch starts afresh.
+  if (GST_BUFFER_FLAG_IS_SET(buf, GST_BUFFER_FLAG_DISCONT)) {
+    ret = drain_and_push(self);
     if (ret != GST_FLOW_OK) {
       gst_buffer_unref(buf);
       return ret;

@@ -28,8 +28,8 @@ constexpr const char* kUsage =
     "                         [--tile-size R] [--tile-overlap R] [--max-memory MB] [--resume]\n"
     "                         INPUT OUTPUT\n"
     "\n"
-    "Upscales a clip x4 with a BasicVSR model, in chunks of N frames with K context frames on\n"
-    "each side.\n"
+    "Upscales a clip x4 with a BasicVSR model, in chunks of N frames: the forward propagation\n"
+    "runs on from chunk to chunk, the backward one sees K frames past each chunk.\n"
     "  - INPUT a video file: OUTPUT is a video file whose container follows its extension\n"
     "    (.mp4/.m4v/.mov: H.264 + AAC, .mkv: H.264 + Vorbis, .webm: VP9 + Opus); the audio is\n"
     "    kept. Ctrl-C ends the file cleanly at the frames done so far.\n"
@@ -45,7 +45,7 @@ constexpr const char* kUsage =
     "  --scope S         partial or full, for models without quantization settings\n"
     "  --no-adapt        no FG-VBA bit offset from each chunk's complexity\n"
     "  --chunk N         frames per chunk (default 10)\n"
-    "  --overlap K       context frames on each side of a chunk (default 4)\n"
+    "  --overlap K       lookahead frames of the backward propagation (default 4)\n"
     "  --threads N       compute threads (default: one per core)\n"
     "  --device D        cpu\n"
     "  --tile-size R     input rows per spatial tile; 0: from --max-memory (default)\n"
@@ -113,10 +113,9 @@ int upscale_folder(const Job& job, const Model& model, const std::string& input,
     return 0;
   }
   Chunker chunker(upscaler, job.chunking);
-  for (std::size_t i = start > static_cast<std::size_t>(job.chunking.overlap) ? start - job.chunking.overlap
-                                                                              : 0;
-       i < start; ++i)
-    chunker.prime(frames[i]);
+  // The forward branch reaches back to the first frame: it runs again over the frames done (no
+  // reconstruction), so that the rest comes out exactly as in an uninterrupted run.
+  for (std::size_t i = 0; i < start; ++i) chunker.prime(frames[i]);
   Progress progress;
   std::size_t done = 0;
   ChunkReport last;

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "qbasicvsr/error.h"
+
 namespace qbasicvsr {
 
 namespace {
@@ -125,29 +127,35 @@ at::Tensor BasicVSR::reconstruct(const at::Tensor& lr_frame, const at::Tensor& b
 void BasicVSR::propagate(const at::Tensor& lr_in, const at::Tensor& flows_forward,
                          const at::Tensor& flows_backward, Engine& engine,
                          const std::function<void(int64_t, const at::Tensor&)>& sink, int64_t first,
-                         int64_t last, const FeatureSink& features) const {
+                         int64_t last, const FeatureSink& features, const at::Tensor& forward_init) const {
   const at::Tensor lr = lr_in.contiguous();
   const int64_t t = lr.size(0), h = lr.size(2), w = lr.size(3);
   if (last < 0) last = t;
   first = std::clamp<int64_t>(first, 0, t);
   last = std::clamp<int64_t>(last, first, t);
+  const bool carried = forward_init.defined();
+  if (carried && first < 1) throw Error("a carried forward feature needs the frame before the first output");
   // Frames before `first` only feed the forward branch and frames from `last` on only the
   // backward branch, so neither is reconstructed.
   std::vector<at::Tensor> backward_feats(t);
-  at::Tensor feat =
+  const at::Tensor zero =
       at::zeros({1, arch_.channels, h, w}, lr.options()).contiguous(at::MemoryFormat::ChannelsLast);
-  for (int64_t i = t - 1; i >= first; --i) {
-    if (i < t - 1) feat = flow_warp(feat, flows_backward.narrow(0, i, 1));
-    feat = backward_.run(lr.narrow(0, i, 1), feat, engine);
-    if (features && i < last) features(i, 0, feat);
-    if (i < last) backward_feats[i] = feat;
+  if (sink) {
+    at::Tensor feat = zero;
+    for (int64_t i = t - 1; i >= first; --i) {
+      if (i < t - 1) feat = flow_warp(feat, flows_backward.narrow(0, i, 1));
+      feat = backward_.run(lr.narrow(0, i, 1), feat, engine);
+      if (features && i < last) features(i, 0, feat);
+      if (i < last) backward_feats[i] = feat;
+    }
   }
-  feat = at::zeros_like(feat);
-  for (int64_t i = 0; i < last; ++i) {
+  at::Tensor feat = carried ? forward_init : zero;
+  for (int64_t i = carried ? first : 0; i < last; ++i) {
     if (i > 0) feat = flow_warp(feat, flows_forward.narrow(0, i - 1, 1));
     feat = forward_.run(lr.narrow(0, i, 1), feat, engine);
     if (i < first) continue;
     if (features) features(i, 1, feat);
+    if (!sink) continue;
     const at::Tensor out = reconstruct(lr.narrow(0, i, 1), backward_feats[i], feat, engine);
     backward_feats[i].reset();  // no longer needed: free it before the next frame
     sink(i, out);

@@ -32,9 +32,14 @@ class BasicVSR {
   // Upscales lr [T,3,H,W] (RGB in [0,1]) with precomputed flows; calls sink(t, out[1,3,4H,4W])
   // for t = first..last-1 (last < 0: T) in order, so that callers need not hold every
   // high-resolution frame. The other frames are context for the two propagation branches.
+  // With `forward_init` (the forward feature of frame first-1, first >= 1), the forward branch
+  // continues from it at frame `first` instead of starting from zeros at frame 0: a stream's
+  // chunks then get exactly the forward half one pass over the stream gives. Without a sink only
+  // the forward branch runs (no backward branch, no reconstruction): `features` still sees it.
   void propagate(const at::Tensor& lr, const at::Tensor& flows_forward, const at::Tensor& flows_backward,
                  Engine& engine, const std::function<void(int64_t, const at::Tensor&)>& sink,
-                 int64_t first = 0, int64_t last = -1, const FeatureSink& features = {}) const;
+                 int64_t first = 0, int64_t last = -1, const FeatureSink& features = {},
+                 const at::Tensor& forward_init = {}) const;
   void forward(const at::Tensor& lr, Engine& engine,
                const std::function<void(int64_t, const at::Tensor&)>& sink) const;
   // All outputs as [T,3,4H,4W].

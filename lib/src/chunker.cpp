@@ -12,7 +12,17 @@ Chunker::Chunker(Upscaler& upscaler, const ChunkerOptions& options) : upscaler_(
 }
 
 void Chunker::push(Image frame, uint64_t tag, const Output& out) {
-  pending_.push_back({std::move(frame), tag});
+  queue({std::move(frame), tag, true}, out);
+}
+
+void Chunker::prime(Image frame) {
+  if (std::any_of(pending_.begin(), pending_.end(), [](const Entry& e) { return e.output; }))
+    throw Error("frames to prime must come before the frames to output");
+  queue({std::move(frame), 0, false}, {});
+}
+
+void Chunker::queue(Entry entry, const Output& out) {
+  pending_.push_back(std::move(entry));
   const auto c = static_cast<std::size_t>(options_.chunk_size),
              k = static_cast<std::size_t>(options_.overlap);
   if (pending_.size() >= c + k) run(c, k, out);
@@ -25,36 +35,35 @@ void Chunker::drain(const Output& out) {
     const std::size_t n = std::min(c, pending_.size());
     run(n, std::min(k, pending_.size() - n), out);
   }
-  context_.clear();
+  state_.reset();
 }
 
 void Chunker::flush() {
   pending_.clear();
-  context_.clear();
+  state_.reset();
 }
 
-void Chunker::prime(Image frame) {
-  if (!pending_.empty()) throw Error("context frames must come before the frames to output");
-  context_.push_back(std::move(frame));
-  while (context_.size() > static_cast<std::size_t>(options_.overlap)) context_.pop_front();
-}
-
-void Chunker::run(std::size_t n_out, std::size_t n_right, const Output& out) {
-  std::vector<Image> window(context_.begin(), context_.end());
-  for (std::size_t i = 0; i < n_out + n_right; ++i) window.push_back(pending_[i].frame);
-  const std::size_t first = context_.size();
+void Chunker::run(std::size_t n_out, std::size_t n_lookahead, const Output& out) {
+  std::vector<Image> window;
+  window.reserve(n_out + n_lookahead);
+  for (std::size_t i = 0; i < n_out + n_lookahead; ++i) window.push_back(pending_[i].frame);
+  const auto outputs = static_cast<std::size_t>(
+      std::count_if(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n_out),
+                    [](const Entry& e) { return e.output; }));
+  const bool output = outputs > 0;
   ChunkReport report;
-  report.frames = n_out;
-  report.context = first + n_right;
-  report.clip = upscaler_.upscale(
-      window, [&](std::size_t i, Image&& frame) { out(pending_[i - first].tag, std::move(frame)); }, first,
-      n_out);
-  for (std::size_t i = 0; i < n_out; ++i) {
-    context_.push_back(std::move(pending_.front().frame));
-    pending_.pop_front();
-  }
-  while (context_.size() > static_cast<std::size_t>(options_.overlap)) context_.pop_front();
-  if (report_) report_(report);
+  report.frames = outputs;
+  report.context = n_lookahead;
+  report.carried = !state_.empty();
+  // A chunk of primed frames only advances the forward branch.
+  std::function<void(std::size_t, Image &&)> sink;
+  if (output)
+    sink = [&](std::size_t i, Image&& frame) {
+      if (pending_[i].output) out(pending_[i].tag, std::move(frame));
+    };
+  report.clip = upscaler_.upscale_chunk(window, n_out, state_, sink);
+  pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n_out));
+  if (output && report_) report_(report);
 }
 
 }  // namespace qbasicvsr

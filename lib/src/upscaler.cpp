@@ -96,6 +96,11 @@ struct Upscaler::Impl {
     return net.compute_flows(lr, *engine);
   }
 
+  double estimate_bytes(int64_t height, int64_t width, int64_t frames, int64_t emitted) const;
+  int64_t tile_rows(int64_t height, int64_t width, int64_t frames, int64_t emitted) const;
+  ClipReport run(const at::Tensor& lr, int64_t first, int64_t last, detail::StreamData* stream,
+                 const std::function<void(std::size_t, Image&&)>& sink);
+
   BasicVSR net;
   UpscalerOptions options;
   std::optional<QuantSettings> settings;
@@ -142,6 +147,7 @@ constexpr int64_t kMinTileRows = 16;
 // `overlap` extra rows of context on both sides.
 struct Band {
   int64_t core0, core1, ext0, ext1;
+  at::Tensor rows(const at::Tensor& x) const { return x.narrow(2, ext0, ext1 - ext0); }
 };
 
 // A remainder shorter than the overlap joins the last band, so that every blend zone (the middle
@@ -165,10 +171,34 @@ at::Tensor ramp_down(int64_t y0, int64_t rows, int64_t boundary, int64_t half, c
   return at::clamp((static_cast<double>(boundary + half) - y) / static_cast<double>(2 * half), 0.0, 1.0);
 }
 
+using Flows = std::pair<at::Tensor, at::Tensor>;  // forward, backward: [pairs,2,H,W] each
+
 }  // namespace
 
+struct detail::StreamData {
+  at::Tensor last_lr;               // [1,3,H,W]: the last frame output
+  int64_t band_rows = 0;            // core rows of the spatial bands, fixed for the stream
+  std::vector<at::Tensor> forward;  // per band: the forward feature at last_lr
+  std::vector<Flows> lookahead;     // per band: flows of the pairs from last_lr on, at the base bits
+};
+
+StreamState::StreamState() = default;
+StreamState::~StreamState() = default;
+StreamState::StreamState(StreamState&&) noexcept = default;
+StreamState& StreamState::operator=(StreamState&&) noexcept = default;
+bool StreamState::empty() const { return !data_ || !data_->last_lr.defined(); }
+void StreamState::reset() { data_.reset(); }
+
 double Upscaler::estimate_bytes(int64_t height, int64_t width, int64_t frames, int64_t emitted) const {
-  const double c = impl_->net.arch().channels;
+  return impl_->estimate_bytes(height, width, frames, emitted);
+}
+
+int64_t Upscaler::tile_rows(int64_t height, int64_t width, int64_t frames, int64_t emitted) const {
+  return impl_->tile_rows(height, width, frames, emitted);
+}
+
+double Upscaler::Impl::estimate_bytes(int64_t height, int64_t width, int64_t frames, int64_t emitted) const {
+  const double c = net.arch().channels;
   // Per LR pixel: kept backward features, SPyNet's widest level for a batch of 8 images
   // (three live 64-channel tensors), trunk transients, and the emitted 8-bit HR frames.
   const double per_pixel = static_cast<double>(emitted) * c * 4 + 8 * 64 * 4 * 3 + 12 * c * 4 +
@@ -176,8 +206,8 @@ double Upscaler::estimate_bytes(int64_t height, int64_t width, int64_t frames, i
   return kFixedBytes + per_pixel * static_cast<double>(height * width);
 }
 
-int64_t Upscaler::tile_rows(int64_t height, int64_t width, int64_t frames, int64_t emitted) const {
-  const auto& o = impl_->options;
+int64_t Upscaler::Impl::tile_rows(int64_t height, int64_t width, int64_t frames, int64_t emitted) const {
+  const auto& o = options;
   if (o.tile_rows > 0) return std::min<int64_t>(o.tile_rows, height);
   if (o.max_memory_mb <= 0) return height;
   const double budget = static_cast<double>(o.max_memory_mb) * (1 << 20);
@@ -190,35 +220,52 @@ int64_t Upscaler::tile_rows(int64_t height, int64_t width, int64_t frames, int64
   return std::min(height, kMinTileRows);
 }
 
-ClipReport Upscaler::upscale(const std::vector<Image>& frames,
-                             const std::function<void(std::size_t, Image&&)>& sink, std::size_t first,
-                             std::size_t count) {
+// One bidirectional pass over lr [T,3,H,W] that outputs frames e0..e1-1; with a stream state
+// that carries a chunk, frame 0 of lr is the stream's last frame output (e0 = 1).
+ClipReport Upscaler::Impl::run(const at::Tensor& lr, int64_t e0, int64_t e1, detail::StreamData* stream,
+                               const std::function<void(std::size_t, Image&&)>& sink) {
   ClipReport report;
-  if (frames.empty()) return report;
   const auto t0 = std::chrono::steady_clock::now();
-  c10::InferenceMode guard;
-  const at::Tensor lr = images_to_tensor(frames);
-  Impl& m = *impl_;
+  Impl& m = *this;
   const int64_t t = lr.size(0), h = lr.size(2), w = lr.size(3), s = m.net.arch().scale;
-  const int64_t e0 = std::min<int64_t>(static_cast<int64_t>(first), t);
-  const int64_t e1 = count > static_cast<std::size_t>(t - e0) ? t : e0 + static_cast<int64_t>(count);
   if (m.settings && !m.plan) m.observe(lr);
   if (m.plan) m.plan->set_offset(0);
   const FgVbaParams fg = m.settings ? m.settings->fg_vba : FgVbaParams();
+  const bool carried = stream && stream->last_lr.defined();
 
-  const int64_t core = tile_rows(h, w, t, e1 - e0);
+  if (!carried) {
+    const int64_t rows = tile_rows(h, w, t, e1 - e0);
+    if (stream) stream->band_rows = rows;
+  }
+  const int64_t core = carried ? stream->band_rows : tile_rows(h, w, t, e1 - e0);
   const int64_t overlap = core < h ? std::min<int64_t>(m.options.tile_overlap, core) : 0;
   const auto bands = make_bands(h, core, overlap);
   report.tiles = static_cast<int>(bands.size());
 
-  // Flows per band at the base bits; C_V from the whole frame's detail and the bands' motion.
-  std::vector<std::pair<at::Tensor, at::Tensor>> flows;
-  for (const Band& b : bands) flows.push_back(m.flows(lr.narrow(2, b.ext0, b.ext1 - b.ext0)));
+  // Flows per band at the base bits; a stream's previous chunk already has those of its lookahead.
+  std::vector<Flows> flows;
+  for (std::size_t i = 0; i < bands.size(); ++i) {
+    const at::Tensor x = bands[i].rows(lr);
+    const int64_t known = carried ? stream->lookahead[i].first.size(0) : 0;
+    if (known == 0) {
+      flows.push_back(m.flows(x));
+      continue;
+    }
+    const auto [f, b] = m.flows(x.narrow(0, known, t - known));
+    flows.emplace_back(at::cat({stream->lookahead[i].first, f}), at::cat({stream->lookahead[i].second, b}));
+  }
+  // C_V from the whole frame's detail and the bands' motion.
   report.complexity.S = spatial_detail(lr);
   for (std::size_t i = 0; i < bands.size(); ++i)
     add_motion(report.complexity, flows[i].first, flows[i].second,
                static_cast<double>(bands[i].core1 - bands[i].core0) / static_cast<double>(h));
   finish_complexity(report.complexity, fg);
+  if (stream) {
+    stream->lookahead.clear();
+    for (const Flows& f : flows)
+      stream->lookahead.emplace_back(f.first.narrow(0, e1 - 1, t - e1).clone(),
+                                     f.second.narrow(0, e1 - 1, t - e1).clone());
+  }
 
   Fp32Engine fp32;
   Engine* engine = &fp32;
@@ -229,17 +276,27 @@ ClipReport Upscaler::upscale(const std::vector<Image>& frames,
       m.plan->set_offset(report.b_V);
       // In the full scope SPyNet is quantized too: its flows depend on the bits.
       if (m.plan->settings().scope == Scope::Full)
-        for (std::size_t i = 0; i < bands.size(); ++i)
-          flows[i] = m.flows(lr.narrow(2, bands[i].ext0, bands[i].ext1 - bands[i].ext0));
+        for (std::size_t i = 0; i < bands.size(); ++i) flows[i] = m.flows(bands[i].rows(lr));
     }
     report.mean_bits = m.plan->mean_bits();
   }
 
-  if (bands.size() == 1) {
+  // The forward feature of each band at the last frame output, for the stream's next chunk.
+  std::vector<at::Tensor> forward(bands.size());
+  auto propagate = [&](std::size_t bi, const std::function<void(int64_t, const at::Tensor&)>& out) {
     m.net.propagate(
-        lr, flows[0].first, flows[0].second, *engine,
-        [&](int64_t i, const at::Tensor& out) { sink(static_cast<std::size_t>(i), tensor_to_image(out)); },
-        e0, e1);
+        bands[bi].rows(lr), flows[bi].first, flows[bi].second, *engine, out, e0, e1,
+        [&](int64_t i, int branch, const at::Tensor& f) {
+          if (branch == 1 && i == e1 - 1) forward[bi] = f;
+        },
+        carried ? stream->forward[bi] : at::Tensor());
+  };
+  if (!sink) {
+    for (std::size_t bi = 0; bi < bands.size(); ++bi) propagate(bi, {});
+  } else if (bands.size() == 1) {
+    propagate(0, [&](int64_t i, const at::Tensor& out) {
+      sink(static_cast<std::size_t>(i), tensor_to_image(out));
+    });
   } else {
     // Each band's output is final where it alone covers the frame; across a boundary two bands
     // blend linearly over the middle half of their overlap. `pending` holds, per frame, the
@@ -253,29 +310,60 @@ ClipReport Upscaler::upscale(const std::vector<Image>& frames,
       const int64_t y_top = b.core0 * s, y_bot = b.core1 * s, y_ext = b.ext0 * s;
       const int64_t lo = top ? y_top - half : y_top;     // first row this band writes
       const int64_t hi = bottom ? y_bot + half : y_bot;  // one past the last
-      m.net.propagate(
-          lr.narrow(2, b.ext0, b.ext1 - b.ext0), flows[bi].first, flows[bi].second, *engine,
-          [&](int64_t i, const at::Tensor& out) {
-            const std::size_t k = static_cast<std::size_t>(i - e0);
-            at::Tensor rows = out.select(0, 0).narrow(1, lo - y_ext, hi - lo);
-            at::Tensor weight = at::ones({hi - lo}, lr.options());
-            if (top) weight = weight - ramp_down(lo, hi - lo, y_top, half, lr.options());
-            if (bottom) weight = weight * ramp_down(lo, hi - lo, y_bot, half, lr.options());
-            at::Tensor contrib = rows * weight.view({1, -1, 1});
-            if (top) contrib.narrow(1, 0, 2 * half).add_(pending[k]);
-            const int64_t done = bottom ? hi - lo - 2 * half : hi - lo;
-            hr[k].narrow(0, lo, done).copy_(to_hwc_bytes(contrib.narrow(1, 0, done)));
-            if (bottom) pending[k] = contrib.narrow(1, done, 2 * half).clone();
-          },
-          e0, e1);
+      propagate(bi, [&](int64_t i, const at::Tensor& out) {
+        const std::size_t k = static_cast<std::size_t>(i - e0);
+        at::Tensor rows = out.select(0, 0).narrow(1, lo - y_ext, hi - lo);
+        at::Tensor weight = at::ones({hi - lo}, lr.options());
+        if (top) weight = weight - ramp_down(lo, hi - lo, y_top, half, lr.options());
+        if (bottom) weight = weight * ramp_down(lo, hi - lo, y_bot, half, lr.options());
+        at::Tensor contrib = rows * weight.view({1, -1, 1});
+        if (top) contrib.narrow(1, 0, 2 * half).add_(pending[k]);
+        const int64_t done = bottom ? hi - lo - 2 * half : hi - lo;
+        hr[k].narrow(0, lo, done).copy_(to_hwc_bytes(contrib.narrow(1, 0, done)));
+        if (bottom) pending[k] = contrib.narrow(1, done, 2 * half).clone();
+      });
     }
     for (std::size_t k = 0; k < hr.size(); ++k) {
       sink(static_cast<std::size_t>(e0) + k, hwc_bytes_to_image(hr[k]));
       hr[k].reset();
     }
   }
+  if (stream) {
+    stream->forward = std::move(forward);
+    stream->last_lr = lr.narrow(0, e1 - 1, 1).clone();
+  }
   report.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return report;
+}
+
+ClipReport Upscaler::upscale(const std::vector<Image>& frames,
+                             const std::function<void(std::size_t, Image&&)>& sink, std::size_t first,
+                             std::size_t count) {
+  if (frames.empty()) return {};
+  c10::InferenceMode guard;
+  const at::Tensor lr = images_to_tensor(frames);
+  const int64_t t = lr.size(0);
+  const int64_t e0 = std::min<int64_t>(static_cast<int64_t>(first), t);
+  const int64_t e1 = count > static_cast<std::size_t>(t - e0) ? t : e0 + static_cast<int64_t>(count);
+  return impl_->run(lr, e0, e1, nullptr, sink);
+}
+
+ClipReport Upscaler::upscale_chunk(const std::vector<Image>& frames, std::size_t count, StreamState& state,
+                                   const std::function<void(std::size_t, Image&&)>& sink) {
+  if (count == 0 || count > frames.size()) throw Error("a chunk outputs between 1 and all of its frames");
+  c10::InferenceMode guard;
+  at::Tensor lr = images_to_tensor(frames);
+  if (!state.data_) state.data_ = std::make_unique<detail::StreamData>();
+  detail::StreamData& st = *state.data_;
+  const int64_t n = static_cast<int64_t>(count);
+  if (!st.last_lr.defined()) return impl_->run(lr, 0, n, &st, sink);
+  if (st.last_lr.size(2) != lr.size(2) || st.last_lr.size(3) != lr.size(3))
+    throw Error("the frame size changed from " + std::to_string(st.last_lr.size(3)) + "x" +
+                std::to_string(st.last_lr.size(2)) + " to " + std::to_string(lr.size(3)) + "x" +
+                std::to_string(lr.size(2)) + " within a stream");
+  lr = at::cat({st.last_lr, lr});
+  if (!sink) return impl_->run(lr, 1, n + 1, &st, {});
+  return impl_->run(lr, 1, n + 1, &st, [&](std::size_t i, Image&& f) { sink(i - 1, std::move(f)); });
 }
 
 }  // namespace qbasicvsr

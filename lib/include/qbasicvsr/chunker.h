@@ -1,7 +1,9 @@
-// Streams frames through the network in chunks (DESIGN.md section 5): each chunk runs both
-// propagation directions over itself plus `overlap` context frames on each side, so chunk
-// borders get the context a single pass would give them. The object behind the GStreamer
-// element, testable without GStreamer: push / drain / flush, outputs in input order.
+// Streams frames through the network in chunks (DESIGN.md section 5). The forward branch is
+// causal: its hidden feature is carried from chunk to chunk, so its half of every frame is what
+// one pass over the whole stream gives. The backward branch needs the future: each chunk runs it
+// over itself plus `overlap` lookahead frames, so chunk borders get almost the context a single
+// pass would give them. The object behind the GStreamer element and the frame-folder mode,
+// testable without GStreamer: push / drain / flush, outputs in input order.
 #pragma once
 
 #include <cstddef>
@@ -15,13 +17,14 @@ namespace qbasicvsr {
 
 struct ChunkerOptions {
   int chunk_size = 10;  // frames output per chunk
-  int overlap = 4;      // context frames on each side
+  int overlap = 4;      // lookahead frames of the backward branch
 };
 
 struct ChunkReport {
   ClipReport clip;          // of the chunk's pass (complexity over the whole window)
   std::size_t frames = 0;   // frames output by the chunk
-  std::size_t context = 0;  // context frames it ran with
+  std::size_t context = 0;  // lookahead frames it ran with
+  bool carried = false;     // the forward branch continued from the previous chunk
 };
 
 class Chunker {
@@ -36,13 +39,13 @@ class Chunker {
   // Queues a frame; runs a chunk (and calls `out` for its frames) once chunk_size + overlap
   // frames wait. Frames must all have the size of the first one since the last drain().
   void push(Image frame, uint64_t tag, const Output& out);
-  // Runs everything still queued, then forgets the context: the end of a stream or a
-  // discontinuity.
+  // Runs everything still queued, then ends the stream: the end of a stream or a discontinuity.
   void drain(const Output& out);
-  // Drops everything queued and the context, without output.
+  // Drops everything queued and ends the stream, without output.
   void flush();
-  // Adds a frame as left context only (it is not output): resuming a clip at a chunk border
-  // with the frames before it gives the chunks an uninterrupted run would have.
+  // Adds a frame that is not output, before the first frame that is: the forward branch runs
+  // over it (no reconstruction), so that a job resumed at a chunk border, primed with every
+  // frame before it, gives exactly the chunks an uninterrupted run would have.
   void prime(Image frame);
 
   // Frames pushed and not yet output.
@@ -56,13 +59,15 @@ class Chunker {
   struct Entry {
     Image frame;
     uint64_t tag;
+    bool output;  // false: primed
   };
-  void run(std::size_t n_out, std::size_t n_right, const Output& out);
+  void queue(Entry entry, const Output& out);
+  void run(std::size_t n_out, std::size_t n_lookahead, const Output& out);
 
   Upscaler& upscaler_;
   ChunkerOptions options_;
-  std::deque<Entry> pending_;  // not yet output
-  std::deque<Image> context_;  // the last frames output, left context of the next chunk
+  std::deque<Entry> pending_;  // not yet run as part of a chunk
+  StreamState state_;          // the forward branch, carried between chunks
   Report report_;
 };
 

@@ -46,6 +46,29 @@ struct ClipReport {
   int tiles = 1;          // bands the frames ran in
 };
 
+// What a stream carries from one chunk to the next: the forward branch's hidden feature at the
+// last frame output, that frame (for the next flow), and the flows of the lookahead frames, which
+// the next chunk would otherwise compute again. Empty at the start of a stream; opaque.
+namespace detail {
+struct StreamData;
+}
+
+class StreamState {
+ public:
+  StreamState();
+  ~StreamState();
+  StreamState(StreamState&&) noexcept;
+  StreamState& operator=(StreamState&&) noexcept;
+  // True at the start of a stream (nothing carried).
+  bool empty() const;
+  // Forgets the stream: the next chunk starts one.
+  void reset();
+
+ private:
+  friend class Upscaler;
+  std::unique_ptr<detail::StreamData> data_;
+};
+
 class Upscaler {
  public:
   Upscaler(const Model& model, const UpscalerOptions& options);
@@ -67,6 +90,15 @@ class Upscaler {
   // context: they steer the propagation but are not reconstructed.
   ClipReport upscale(const std::vector<Image>& frames, const std::function<void(std::size_t, Image&&)>& sink,
                      std::size_t first = 0, std::size_t count = SIZE_MAX);
+  // The next chunk of a stream: frames[0, count) are output, frames[count..] are lookahead for
+  // the backward branch only. The forward branch continues from `state` (the stream's previous
+  // chunk, or zeros when it is empty), and `state` then holds it at frame count - 1, so that the
+  // forward half of every frame is what one pass over the whole stream gives. Calls sink(i, frame)
+  // for i = 0..count-1 in order; without a sink only the forward branch runs (no reconstruction):
+  // a resumed stream catches up on the frames it already wrote. Every frame of a stream has the
+  // first one's size (Error otherwise: reset the state between streams).
+  ClipReport upscale_chunk(const std::vector<Image>& frames, std::size_t count, StreamState& state,
+                           const std::function<void(std::size_t, Image&&)>& sink);
   // Estimated peak bytes of a pass over `frames` frames of height x width emitting `emitted`.
   double estimate_bytes(int64_t height, int64_t width, int64_t frames, int64_t emitted) const;
   // LR rows per band the options give for such a pass (height when no tiling is needed).
