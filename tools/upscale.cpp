@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "common/cli.h"
 #include "common/clip.h"
@@ -26,6 +27,7 @@ constexpr const char* kUsage =
     "Usage: qbasicvsr-upscale [-m MODEL] [-p fp32|fake|int8] [--bits B] [--scope partial|full]\n"
     "                         [--no-adapt] [--chunk N] [--overlap K] [--threads N] [--device cpu]\n"
     "                         [--tile-size R] [--tile-overlap R] [--max-memory MB] [--resume]\n"
+    "                         [--json]\n"
     "                         INPUT OUTPUT\n"
     "\n"
     "Upscales a clip x4 with a BasicVSR model, in chunks of N frames: the forward propagation\n"
@@ -52,6 +54,8 @@ constexpr const char* kUsage =
     "  --tile-overlap R  rows of context around each tile (default 16)\n"
     "  --max-memory MB   memory budget that picks the tile size (default 4096; 0: no tiling)\n"
     "  --resume          frame folders: keep the frames OUTPUT already has\n"
+    "  --json            one JSON object on stdout: frames, mean_bits and chunks[] (frames, context,\n"
+    "                    carried, C_V, b_V, mean_bits, ms) of the chunks run\n"
     "  -h, --help        this text\n";
 
 std::atomic<int> g_interrupts{0};
@@ -84,6 +88,39 @@ struct Job {
   UpscalerOptions options;
   ChunkerOptions chunking;
   bool resume = false;
+  bool json = false;
+};
+
+// What the chunks did, for --json and the closing line.
+struct Summary {
+  std::size_t frames = 0;
+  nlohmann::json chunks = nlohmann::json::array();
+  double bit_frames = 0;  // sum of mean bits x frames
+
+  void add(std::size_t n, std::size_t context, bool carried, double C_V, int b_V, double mean_bits,
+           double ms) {
+    chunks.push_back({{"frames", n},
+                      {"context", context},
+                      {"carried", carried},
+                      {"C_V", C_V},
+                      {"b_V", b_V},
+                      {"mean_bits", mean_bits},
+                      {"ms", ms}});
+    bit_frames += mean_bits * static_cast<double>(n);
+  }
+  double mean_bits() const {
+    std::size_t n = 0;
+    for (const auto& c : chunks) n += c["frames"].get<std::size_t>();
+    return n ? bit_frames / static_cast<double>(n) : 0;
+  }
+  void print(const std::string& input, const std::string& output) const {
+    const nlohmann::json j = {{"input", input},
+                              {"output", output},
+                              {"frames", frames},
+                              {"mean_bits", mean_bits()},
+                              {"chunks", chunks}};
+    std::printf("%s\n", j.dump().c_str());
+  }
 };
 
 // ---- Frame folders --------------------------------------------------------------------------
@@ -119,7 +156,12 @@ int upscale_folder(const Job& job, const Model& model, const std::string& input,
   Progress progress;
   std::size_t done = 0;
   ChunkReport last;
-  chunker.on_report([&](const ChunkReport& r) { last = r; });
+  Summary summary;
+  chunker.on_report([&](const ChunkReport& r) {
+    last = r;
+    summary.add(r.frames, r.context, r.carried, r.clip.complexity.C_V, r.clip.b_V, r.clip.mean_bits,
+                r.clip.ms);
+  });
   auto write = [&](uint64_t i, Image&& img) {
     write_png(out_path(i), img);
     progress.update(++done, files.size() - start);
@@ -143,6 +185,8 @@ int upscale_folder(const Job& job, const Model& model, const std::string& input,
     std::fprintf(stderr, "qbasicvsr-upscale: %s; last chunk C_V %.2f, b_V %+d, mean %.2f bits\n",
                  cli::describe(upscaler).c_str(), last.clip.complexity.C_V, last.clip.b_V,
                  last.clip.mean_bits);
+  summary.frames = done;
+  if (job.json) summary.print(input, output);
   return 0;
 }
 
@@ -172,7 +216,24 @@ struct VideoContext {
   bool have_video = false, have_audio = false;
   std::atomic<std::size_t> frames{0};
   std::string link_error;
+  Summary summary;
 };
+
+// The element's qbasicvsr-chunk message, into the summary.
+void add_chunk(Summary& summary, const GstStructure* s) {
+  guint n = 0, context = 0;
+  gboolean carried = FALSE;
+  gint b_V = 0;
+  double C_V = 0, bits = 0, ms = 0;
+  gst_structure_get_uint(s, "frames", &n);
+  gst_structure_get_uint(s, "context", &context);
+  gst_structure_get_boolean(s, "carried", &carried);
+  gst_structure_get_int(s, "b_V", &b_V);
+  gst_structure_get_double(s, "C_V", &C_V);
+  gst_structure_get_double(s, "mean-bits", &bits);
+  gst_structure_get_double(s, "ms", &ms);
+  summary.add(n, context, carried, C_V, b_V, bits, ms);
+}
 
 GstPadProbeReturn count_frames(GstPad*, GstPadProbeInfo* info, gpointer data) {
   if (GST_PAD_PROBE_INFO_TYPE(info) & GST_PAD_PROBE_TYPE_BUFFER) static_cast<VideoContext*>(data)->frames++;
@@ -323,7 +384,8 @@ int upscale_video(const Job& job, const Model& model, const std::string& input, 
     error = "cannot start";
   while (error.empty()) {
     GstMessage* msg = gst_bus_timed_pop_filtered(
-        bus, 100 * GST_MSECOND, static_cast<GstMessageType>(GST_MESSAGE_ERROR | GST_MESSAGE_EOS));
+        bus, 100 * GST_MSECOND,
+        static_cast<GstMessageType>(GST_MESSAGE_ERROR | GST_MESSAGE_EOS | GST_MESSAGE_ELEMENT));
     if (!ctx.link_error.empty()) error = ctx.link_error;
     if (g_interrupts.load() == 1 && !eos_sent) {
       // End of stream from the source: the element drains, the muxer writes a playable file.
@@ -342,6 +404,12 @@ int upscale_video(const Job& job, const Model& model, const std::string& input, 
     }
     progress.update(ctx.frames.load(), total);
     if (!msg) continue;
+    if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ELEMENT) {
+      const GstStructure* st = gst_message_get_structure(msg);
+      if (st && gst_structure_has_name(st, "qbasicvsr-chunk")) add_chunk(ctx.summary, st);
+      gst_message_unref(msg);
+      continue;
+    }
     if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
       GError* err = nullptr;
       gchar* dbg = nullptr;
@@ -370,9 +438,11 @@ int upscale_video(const Job& job, const Model& model, const std::string& input, 
   }
   progress.update(ctx.frames.load(), total, true);
   const double s = progress.seconds();
-  std::fprintf(stderr, "%s%zu frames in %.1f s (%.2f fps), audio %s -> %s\n", progress.tty ? "\n" : "",
-               ctx.frames.load(), s, ctx.frames.load() / std::max(s, 1e-9), ctx.have_audio ? "kept" : "none",
-               output.c_str());
+  std::fprintf(stderr, "%s%zu frames in %.1f s (%.2f fps, %zu chunks), audio %s -> %s\n",
+               progress.tty ? "\n" : "", ctx.frames.load(), s, ctx.frames.load() / std::max(s, 1e-9),
+               ctx.summary.chunks.size(), ctx.have_audio ? "kept" : "none", output.c_str());
+  ctx.summary.frames = ctx.frames.load();
+  if (job.json) ctx.summary.print(input, output);
   return 0;
 }
 
@@ -386,6 +456,7 @@ int main(int argc, char** argv) {
   for (const char* v : {"--chunk", "--overlap", "--tile-size", "--tile-overlap", "--max-memory"})
     args.value("", v);
   args.flag("--resume");
+  args.flag("--json");
   args.parse(argc, argv);
   return cli::run_main("qbasicvsr-upscale", [&] {
     if (args.positional().size() != 2) args.die("expected INPUT and OUTPUT (see --help)");
@@ -401,6 +472,7 @@ int main(int argc, char** argv) {
     job.chunking.chunk_size = static_cast<int>(args.get_int("--chunk", 10, 1, 1000));
     job.chunking.overlap = static_cast<int>(args.get_int("--overlap", 4, 0, 1000));
     job.resume = args.has("--resume");
+    job.json = args.has("--json");
     std::error_code ec;
     if (fs::is_directory(input, ec)) return upscale_folder(job, model, input, output);
     return upscale_video(job, model, input, output);

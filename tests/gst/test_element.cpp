@@ -60,6 +60,8 @@ GstBuffer* frame(GstHarness* h, int i) {
   GST_BUFFER_DTS(b) = i * GST_SECOND / 25 + 1;
   GST_BUFFER_DURATION(b) = GST_SECOND / 25;
   if (i % 3) GST_BUFFER_FLAG_SET(b, GST_BUFFER_FLAG_DELTA_UNIT);
+  // Real sources and decoders mark the first buffer of a stream.
+  if (i == 0) GST_BUFFER_FLAG_SET(b, GST_BUFFER_FLAG_DISCONT);
   return b;
 }
 
@@ -141,8 +143,10 @@ TEST_F(ElementTest, FramesOutEqualFramesInWithTheirTimestamps) {
       ASSERT_EQ(gst_harness_push(h, frame(h, i)), GST_FLOW_OK);
       auto got = pull_all(h);
       out.insert(out.end(), got.begin(), got.end());
-      // Nothing is held beyond chunk + overlap frames.
-      EXPECT_LE(i + 1 - static_cast<int>(out.size()), kChunk + kOverlap);
+      // A chunk goes out as soon as its lookahead is in, and not before: frames are held, not
+      // run one by one (DISCONT only on the first buffer, as real sources send it).
+      const int expected = i + 1 < kChunk + kOverlap ? 0 : (i + 1 - kOverlap) / kChunk * kChunk;
+      EXPECT_EQ(static_cast<int>(out.size()), expected) << n << " frames, after frame " << i;
     }
     ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_eos()));
     auto rest = pull_all(h);
@@ -209,6 +213,35 @@ TEST_F(ElementTest, DiscontAndCapsChangeEndTheChunk) {
   EXPECT_EQ(gst_buffer_get_size(out[2]), static_cast<gsize>(GST_ROUND_UP_4(20 * 3) * 12));
   EXPECT_EQ(gst_buffer_get_size(out[3]), static_cast<gsize>(GST_ROUND_UP_4(24 * 3) * 8));
   unref_all(out);
+  gst_harness_teardown(h);
+}
+
+TEST_F(ElementTest, OnlyARealDiscontinuityRestartsTheForwardBranch) {
+  GstHarness* h = make_harness(caps_string("RGB", 5, 3));
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  // Two chunks of one stream, then a DISCONT buffer (a seek, lost data) and another chunk.
+  for (int i = 0; i < 2 * kChunk + kOverlap; ++i) ASSERT_EQ(gst_harness_push(h, frame(h, i)), GST_FLOW_OK);
+  GstBuffer* d = frame(h, 100);
+  GST_BUFFER_FLAG_SET(d, GST_BUFFER_FLAG_DISCONT);
+  ASSERT_EQ(gst_harness_push(h, d), GST_FLOW_OK);
+  for (int i = 101; i < 101 + kChunk + kOverlap; ++i)
+    ASSERT_EQ(gst_harness_push(h, frame(h, i)), GST_FLOW_OK);
+  std::vector<std::pair<guint, bool>> chunks;
+  while (GstMessage* m = gst_bus_pop_filtered(bus, GST_MESSAGE_ELEMENT)) {
+    const GstStructure* s = gst_message_get_structure(m);
+    guint n = 0;
+    gboolean carried = FALSE;
+    if (gst_structure_get_uint(s, "frames", &n) && gst_structure_get_boolean(s, "carried", &carried))
+      chunks.emplace_back(n, carried);
+    gst_message_unref(m);
+  }
+  // The discontinuity drained the stream's last kOverlap frames without lookahead.
+  const std::vector<std::pair<guint, bool>> expected{
+      {kChunk, false}, {kChunk, true}, {kOverlap, true}, {kChunk, false}};
+  EXPECT_EQ(chunks, expected);
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
   gst_harness_teardown(h);
 }
 
