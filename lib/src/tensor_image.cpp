@@ -1,38 +1,61 @@
 #include "tensor_image.h"
 
+#include <cstring>
+
 #include "qbasicvsr/error.h"
 
 namespace qbasicvsr {
 
+namespace {
+
+double max_value(int depth) { return depth == 16 ? 65535.0 : 255.0; }
+
+}  // namespace
+
 at::Tensor images_to_tensor(const std::vector<Image>& frames) {
   const int w = frames.at(0).width, h = frames.at(0).height;
-  at::Tensor out = at::empty({static_cast<int64_t>(frames.size()), h, w, 3}, at::kByte);
+  at::Tensor out = at::empty({static_cast<int64_t>(frames.size()), 3, h, w}, at::kFloat);
   for (std::size_t i = 0; i < frames.size(); ++i) {
     const Image& f = frames[i];
     if (f.width != w || f.height != h)
       throw Error("frame " + std::to_string(i) + " is " + std::to_string(f.width) + "x" +
                   std::to_string(f.height) + ", the clip is " + std::to_string(w) + "x" + std::to_string(h));
-    if (f.rgb.size() != static_cast<std::size_t>(w) * h * 3)
-      throw Error("frame " + std::to_string(i) + ": buffer does not match its size");
-    std::memcpy(out[static_cast<int64_t>(i)].data_ptr<uint8_t>(), f.rgb.data(), f.rgb.size());
+    try {
+      f.check();
+    } catch (const Error& e) {
+      throw Error("frame " + std::to_string(i) + ": " + e.what());
+    }
+    const at::Tensor samples =
+        f.depth == 8 ? at::from_blob(const_cast<uint8_t*>(f.rgb.data()), {h, w, 3}, at::kByte)
+                     : at::from_blob(const_cast<uint16_t*>(f.rgb16.data()), {h, w, 3}, at::kShort)
+                           .to(at::kInt)
+                           .bitwise_and(0xffff);  // uint16 read through int16
+    out[static_cast<int64_t>(i)].copy_(samples.permute({2, 0, 1}).to(at::kFloat).div_(max_value(f.depth)));
   }
-  return out.permute({0, 3, 1, 2}).to(at::kFloat).div_(255.0f).contiguous();
+  return out;
 }
 
-at::Tensor to_hwc_bytes(const at::Tensor& chw) {
-  return chw.clamp(0.0, 1.0).mul(255.0).round().to(at::kByte).permute({1, 2, 0});
+at::Tensor to_hwc_samples(const at::Tensor& chw, int depth) {
+  const at::Tensor scaled = chw.clamp(0.0, 1.0).mul(max_value(depth)).round();
+  return scaled.to(depth == 16 ? at::kInt : at::kByte).permute({1, 2, 0});
 }
 
-Image tensor_to_image(const at::Tensor& t) {
-  return hwc_bytes_to_image(to_hwc_bytes(t.dim() == 4 ? t.select(0, 0) : t));
+Image tensor_to_image(const at::Tensor& t, int depth) {
+  return hwc_samples_to_image(to_hwc_samples(t.dim() == 4 ? t.select(0, 0) : t, depth), depth);
 }
 
-Image hwc_bytes_to_image(const at::Tensor& hwc) {
-  const at::Tensor bytes = hwc.contiguous();
+Image hwc_samples_to_image(const at::Tensor& hwc, int depth) {
+  const at::Tensor samples = hwc.contiguous();
   Image img;
-  img.height = static_cast<int>(bytes.size(0));
-  img.width = static_cast<int>(bytes.size(1));
-  img.rgb.assign(bytes.data_ptr<uint8_t>(), bytes.data_ptr<uint8_t>() + bytes.numel());
+  img.height = static_cast<int>(samples.size(0));
+  img.width = static_cast<int>(samples.size(1));
+  img.depth = depth;
+  if (depth == 8) {
+    img.rgb.assign(samples.data_ptr<uint8_t>(), samples.data_ptr<uint8_t>() + samples.numel());
+  } else {
+    const int32_t* p = samples.data_ptr<int32_t>();
+    img.rgb16.assign(p, p + samples.numel());
+  }
   return img;
 }
 

@@ -98,7 +98,8 @@ struct Upscaler::Impl {
 
   double estimate_bytes(int64_t height, int64_t width, int64_t frames, int64_t emitted) const;
   int64_t tile_rows(int64_t height, int64_t width, int64_t frames, int64_t emitted) const;
-  ClipReport run(const at::Tensor& lr, int64_t first, int64_t last, detail::StreamData* stream,
+  // Output frames have `depth` bits per sample.
+  ClipReport run(const at::Tensor& lr, int64_t first, int64_t last, detail::StreamData* stream, int depth,
                  const std::function<void(std::size_t, Image&&)>& sink);
 
   BasicVSR net;
@@ -197,12 +198,23 @@ int64_t Upscaler::tile_rows(int64_t height, int64_t width, int64_t frames, int64
   return impl_->tile_rows(height, width, frames, emitted);
 }
 
+double Upscaler::planned_memory_mb(int64_t height, int64_t width, int64_t chunk, int64_t lookahead) const {
+  // A carried chunk runs over the previous frame, its own and the lookahead.
+  const int64_t frames = chunk + lookahead + 1;
+  const int64_t rows = tile_rows(height, width, frames, chunk);
+  const int64_t ext =
+      rows < height ? std::min(height, rows + 2 * static_cast<int64_t>(impl_->options.tile_overlap)) : height;
+  const double outputs = static_cast<double>(chunk) * 48.0 * static_cast<double>(height * width);
+  return (estimate_bytes(ext, width, frames, chunk) + (rows < height ? outputs : 0.0)) / (1 << 20);
+}
+
 double Upscaler::Impl::estimate_bytes(int64_t height, int64_t width, int64_t frames, int64_t emitted) const {
   const double c = net.arch().channels;
   // Per LR pixel: kept backward features, SPyNet's widest level for a batch of 8 images
-  // (three live 64-channel tensors), trunk transients, and the emitted 8-bit HR frames.
-  const double per_pixel = static_cast<double>(emitted) * c * 4 + 8 * 64 * 4 * 3 + 12 * c * 4 +
-                           static_cast<double>(frames) * 3 * 4;
+  // (three live 64-channel tensors), trunk transients and the carried forward feature, the
+  // frames and the flows of their pairs (2 directions x 2 channels).
+  const double per_pixel = static_cast<double>(emitted) * c * 4 + 8 * 64 * 4 * 3 + 13 * c * 4 +
+                           static_cast<double>(frames) * (3 + 4) * 4;
   return kFixedBytes + per_pixel * static_cast<double>(height * width);
 }
 
@@ -223,7 +235,7 @@ int64_t Upscaler::Impl::tile_rows(int64_t height, int64_t width, int64_t frames,
 // One bidirectional pass over lr [T,3,H,W] that outputs frames e0..e1-1; with a stream state
 // that carries a chunk, frame 0 of lr is the stream's last frame output (e0 = 1).
 ClipReport Upscaler::Impl::run(const at::Tensor& lr, int64_t e0, int64_t e1, detail::StreamData* stream,
-                               const std::function<void(std::size_t, Image&&)>& sink) {
+                               int depth, const std::function<void(std::size_t, Image&&)>& sink) {
   ClipReport report;
   const auto t0 = std::chrono::steady_clock::now();
   Impl& m = *this;
@@ -295,15 +307,16 @@ ClipReport Upscaler::Impl::run(const at::Tensor& lr, int64_t e0, int64_t e1, det
     for (std::size_t bi = 0; bi < bands.size(); ++bi) propagate(bi, {});
   } else if (bands.size() == 1) {
     propagate(0, [&](int64_t i, const at::Tensor& out) {
-      sink(static_cast<std::size_t>(i), tensor_to_image(out));
+      sink(static_cast<std::size_t>(i), tensor_to_image(out, depth));
     });
   } else {
     // Each band's output is final where it alone covers the frame; across a boundary two bands
     // blend linearly over the middle half of their overlap. `pending` holds, per frame, the
-    // weighted bottom zone of the previous band. Finished rows are kept as 8-bit RGB.
+    // weighted bottom zone of the previous band. Finished rows are kept as output samples.
     const int64_t half = overlap * s / 2;
     std::vector<at::Tensor> hr(static_cast<std::size_t>(e1 - e0)), pending(hr.size());
-    for (auto& f : hr) f = at::empty({h * s, w * s, 3}, lr.options().dtype(at::kByte));
+    for (auto& f : hr)
+      f = at::empty({h * s, w * s, 3}, lr.options().dtype(depth == 16 ? at::kInt : at::kByte));
     for (std::size_t bi = 0; bi < bands.size(); ++bi) {
       const Band& b = bands[bi];
       const bool top = bi > 0, bottom = bi + 1 < bands.size();
@@ -319,12 +332,12 @@ ClipReport Upscaler::Impl::run(const at::Tensor& lr, int64_t e0, int64_t e1, det
         at::Tensor contrib = rows * weight.view({1, -1, 1});
         if (top) contrib.narrow(1, 0, 2 * half).add_(pending[k]);
         const int64_t done = bottom ? hi - lo - 2 * half : hi - lo;
-        hr[k].narrow(0, lo, done).copy_(to_hwc_bytes(contrib.narrow(1, 0, done)));
+        hr[k].narrow(0, lo, done).copy_(to_hwc_samples(contrib.narrow(1, 0, done), depth));
         if (bottom) pending[k] = contrib.narrow(1, done, 2 * half).clone();
       });
     }
     for (std::size_t k = 0; k < hr.size(); ++k) {
-      sink(static_cast<std::size_t>(e0) + k, hwc_bytes_to_image(hr[k]));
+      sink(static_cast<std::size_t>(e0) + k, hwc_samples_to_image(hr[k], depth));
       hr[k].reset();
     }
   }
@@ -345,7 +358,7 @@ ClipReport Upscaler::upscale(const std::vector<Image>& frames,
   const int64_t t = lr.size(0);
   const int64_t e0 = std::min<int64_t>(static_cast<int64_t>(first), t);
   const int64_t e1 = count > static_cast<std::size_t>(t - e0) ? t : e0 + static_cast<int64_t>(count);
-  return impl_->run(lr, e0, e1, nullptr, sink);
+  return impl_->run(lr, e0, e1, nullptr, frames[0].depth, sink);
 }
 
 ClipReport Upscaler::upscale_chunk(const std::vector<Image>& frames, std::size_t count, StreamState& state,
@@ -356,14 +369,15 @@ ClipReport Upscaler::upscale_chunk(const std::vector<Image>& frames, std::size_t
   if (!state.data_) state.data_ = std::make_unique<detail::StreamData>();
   detail::StreamData& st = *state.data_;
   const int64_t n = static_cast<int64_t>(count);
-  if (!st.last_lr.defined()) return impl_->run(lr, 0, n, &st, sink);
+  const int depth = frames[0].depth;
+  if (!st.last_lr.defined()) return impl_->run(lr, 0, n, &st, depth, sink);
   if (st.last_lr.size(2) != lr.size(2) || st.last_lr.size(3) != lr.size(3))
     throw Error("the frame size changed from " + std::to_string(st.last_lr.size(3)) + "x" +
                 std::to_string(st.last_lr.size(2)) + " to " + std::to_string(lr.size(3)) + "x" +
                 std::to_string(lr.size(2)) + " within a stream");
   lr = at::cat({st.last_lr, lr});
-  if (!sink) return impl_->run(lr, 1, n + 1, &st, {});
-  return impl_->run(lr, 1, n + 1, &st, [&](std::size_t i, Image&& f) { sink(i - 1, std::move(f)); });
+  if (!sink) return impl_->run(lr, 1, n + 1, &st, depth, {});
+  return impl_->run(lr, 1, n + 1, &st, depth, [&](std::size_t i, Image&& f) { sink(i - 1, std::move(f)); });
 }
 
 }  // namespace qbasicvsr

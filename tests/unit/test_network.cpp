@@ -124,8 +124,8 @@ TEST_F(NetworkTest, FlowsFollowTheDesignConvention) {
 TEST(Upscaler, RejectsClipsWithMixedFrameSizes) {
   Upscaler up(random_model(test::tiny_arch(), 1), UpscalerOptions{});
   std::vector<Image> frames(2);
-  frames[0] = {4, 3, std::vector<uint8_t>(36, 10)};
-  frames[1] = {5, 3, std::vector<uint8_t>(45, 10)};
+  frames[0] = {4, 3, std::vector<uint8_t>(36, 10), 8, {}};
+  frames[1] = {5, 3, std::vector<uint8_t>(45, 10), 8, {}};
   try {
     up.upscale(frames, [](std::size_t, Image&&) {});
     FAIL() << "expected an error";
@@ -143,7 +143,7 @@ TEST(Upscaler, UnsupportedSettingsAreErrors) {
 
 TEST(Upscaler, EmitsEveryFrameInOrderAtFourTimesTheSize) {
   Upscaler up(random_model(test::tiny_arch(), 1), UpscalerOptions{});
-  std::vector<Image> frames(3, Image{7, 5, std::vector<uint8_t>(105, 128)});
+  std::vector<Image> frames(3, Image{7, 5, std::vector<uint8_t>(105, 128), 8, {}});
   std::vector<std::size_t> order;
   up.upscale(frames, [&](std::size_t i, Image&& out) {
     order.push_back(i);

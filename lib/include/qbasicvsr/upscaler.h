@@ -103,6 +103,10 @@ class Upscaler {
   double estimate_bytes(int64_t height, int64_t width, int64_t frames, int64_t emitted) const;
   // LR rows per band the options give for such a pass (height when no tiling is needed).
   int64_t tile_rows(int64_t height, int64_t width, int64_t frames, int64_t emitted) const;
+  // Estimated peak MB of a stream of height x width frames in chunks of `chunk` frames with
+  // `lookahead` more, at the band height the options pick: above max_memory_mb when even the
+  // smallest bands do not fit the budget.
+  double planned_memory_mb(int64_t height, int64_t width, int64_t chunk, int64_t lookahead) const;
   // FG-VBA's measurements of a clip (flows of the model's SPyNet at the base bits).
   VideoComplexity analyze(const std::vector<Image>& frames);
 
