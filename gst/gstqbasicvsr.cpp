@@ -1,20 +1,25 @@
+// The launch lines below are meant to be copied whole.
+// clang-format off
 /**
  * SECTION:element-qbasicvsr
  *
  * Upscales RGB video x4 in width and height with a BasicVSR network, quantized as QBasicVSR
- * does (int8 integer convolutions, per-layer and per-chunk bit-widths). Frames are processed
- * in chunks of `chunk-size` frames, each run with `overlap` context frames on both sides
- * (bidirectional propagation), so the element holds back chunk-size + overlap frames; every
- * frame comes out with its own timestamps and flags, and end-of-stream drains the rest.
+ * does (int8 integer convolutions, per-layer and per-chunk bit-widths). Frames are processed in
+ * chunks of `chunk-size` frames. The forward propagation is causal and runs on from chunk to
+ * chunk, so its half of every frame is what one pass over the whole stream gives; the backward
+ * propagation of each chunk also sees the `overlap` frames after it. The element holds back
+ * chunk-size + overlap frames (reported as latency); every frame comes out with its own
+ * timestamps and flags, end-of-stream drains the rest, and a DISCONT buffer, new caps, a segment
+ * or a gap end the stream (the forward propagation starts again).
  *
  * ## Example launch lines
  * |[
- * gst-launch-1.0 filesrc location=in.mp4 ! decodebin ! videoconvert ! qbasicvsr ! videoconvert ! x264enc !
- * mp4mux ! filesink location=out.mp4 gst-launch-1.0 videotestsrc num-buffers=30 !
- * video/x-raw,width=160,height=90 ! qbasicvsr precision=int8 chunk-size=8 ! videoconvert ! autovideosink
+ * gst-launch-1.0 filesrc location=in.mp4 ! decodebin ! videoconvert ! qbasicvsr ! videoconvert ! x264enc ! mp4mux ! filesink location=out.mp4
+ * gst-launch-1.0 videotestsrc num-buffers=30 ! video/x-raw,width=160,height=90 ! qbasicvsr precision=int8 chunk-size=8 ! videoconvert ! autovideosink
  * gst-launch-1.0 playbin uri=file:///path/in.mp4 video-filter="videoconvert ! qbasicvsr ! videoconvert"
  * ]|
  */
+// clang-format on
 #include "gstqbasicvsr.h"
 
 #include <gst/video/video.h>

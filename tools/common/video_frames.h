@@ -8,36 +8,54 @@
 #include <string>
 #include <vector>
 
+#include "common/mp4_index.h"
 #include "qbasicvsr/error.h"
 #include "qbasicvsr/image.h"
 
 namespace qbasicvsr::cli {
 
-// The first `max_frames` frames (0: all) of a video file's first video stream.
+// The first `max_frames` frames (0: all) of a video file's first video stream. Errors and the end
+// of the stream come from the bus: an empty, audio-only or damaged file fails at once with the
+// decoder's reason, also after some frames.
 inline std::vector<Image> read_video_frames(const std::string& path, std::size_t max_frames = 0) {
   static const bool initialised = [] {
     gst_init(nullptr, nullptr);
     return true;
   }();
   (void)initialised;
-  GError* err = nullptr;
-  gchar* loc = g_strescape(path.c_str(), nullptr);
-  const std::string desc =
-      std::string("filesrc location=\"") + loc +
-      "\" ! decodebin ! videoconvert ! video/x-raw,format=RGB ! appsink name=out sync=false";
-  g_free(loc);
-  GstElement* pipeline = gst_parse_launch(desc.c_str(), &err);
-  if (!pipeline) {
-    const std::string msg = err ? err->message : "cannot build a decoding pipeline";
-    if (err) g_error_free(err);
-    throw Error(path + ": " + msg);
-  }
-  GstElement* sink = gst_bin_get_by_name(GST_BIN(pipeline), "out");
-  gst_element_set_state(pipeline, GST_STATE_PLAYING);
+  GstElement* pipeline = gst_pipeline_new("read");
+  GstElement* src = gst_element_factory_make("filesrc", nullptr);
+  GstElement* dec = gst_element_factory_make("decodebin", nullptr);
+  GstElement* convert = gst_element_factory_make("videoconvert", nullptr);
+  GstElement* sink = gst_element_factory_make("appsink", nullptr);
+  if (!src || !dec || !convert || !sink)
+    throw Error(
+        "missing GStreamer elements (filesrc, decodebin, videoconvert, appsink): install "
+        "gstreamer1.0-plugins-base");
+  gst_bin_add_many(GST_BIN(pipeline), src, dec, convert, sink, nullptr);
+  g_object_set(src, "location", path.c_str(), nullptr);
+  GstCaps* rgb = gst_caps_from_string("video/x-raw,format=RGB");
+  g_object_set(sink, "caps", rgb, "sync", FALSE, "max-buffers", 8, nullptr);
+  gst_caps_unref(rgb);
+  gst_element_link(src, dec);
+  gst_element_link(convert, sink);
+  // The first video stream feeds the sink; anything else goes nowhere (and is not an error).
+  g_signal_connect(dec, "pad-added", G_CALLBACK(+[](GstElement*, GstPad* pad, gpointer convert_ptr) {
+                     GstCaps* caps = gst_pad_get_current_caps(pad);
+                     if (!caps) caps = gst_pad_query_caps(pad, nullptr);
+                     const bool video =
+                         g_str_has_prefix(gst_structure_get_name(gst_caps_get_structure(caps, 0)), "video/");
+                     gst_caps_unref(caps);
+                     GstPad* sinkpad =
+                         gst_element_get_static_pad(static_cast<GstElement*>(convert_ptr), "sink");
+                     if (video && !gst_pad_is_linked(sinkpad)) gst_pad_link(pad, sinkpad);
+                     gst_object_unref(sinkpad);
+                   }),
+                   convert);
+  GstBus* bus = gst_element_get_bus(pipeline);
   std::vector<Image> frames;
-  while (max_frames == 0 || frames.size() < max_frames) {
-    GstSample* s = gst_app_sink_try_pull_sample(GST_APP_SINK(sink), 30 * GST_SECOND);
-    if (!s) break;
+  std::string error;
+  auto take = [&](GstSample* s) {
     const GstStructure* st = gst_caps_get_structure(gst_sample_get_caps(s), 0);
     Image img;
     gst_structure_get_int(st, "width", &img.width);
@@ -54,22 +72,48 @@ inline std::vector<Image> read_video_frames(const std::string& path, std::size_t
     }
     gst_sample_unref(s);
     frames.push_back(std::move(img));
-  }
-  std::string error;
-  GstBus* bus = gst_element_get_bus(pipeline);
-  if (GstMessage* m = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR)) {
-    GError* e = nullptr;
-    gst_message_parse_error(m, &e, nullptr);
-    error = e ? e->message : "decoding error";
-    if (e) g_error_free(e);
+  };
+  if (gst_element_set_state(pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)
+    error = "cannot start decoding";
+  while (error.empty() && (max_frames == 0 || frames.size() < max_frames)) {
+    if (GstSample* s = gst_app_sink_try_pull_sample(GST_APP_SINK(sink), 50 * GST_MSECOND)) {
+      take(s);
+      continue;
+    }
+    if (gst_app_sink_is_eos(GST_APP_SINK(sink))) break;
+    GstMessage* m =
+        gst_bus_pop_filtered(bus, static_cast<GstMessageType>(GST_MESSAGE_ERROR | GST_MESSAGE_EOS));
+    if (!m) continue;
+    if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR) {
+      GError* e = nullptr;
+      gst_message_parse_error(m, &e, nullptr);
+      error = std::string(GST_OBJECT_NAME(m->src)) + ": " + (e ? e->message : "decoding error");
+      if (e) g_error_free(e);
+    } else {
+      // The end of the stream with no video linked to the sink: nothing more will come.
+      while (GstSample* s = gst_app_sink_try_pull_sample(GST_APP_SINK(sink), 0)) take(s);
+      gst_message_unref(m);
+      break;
+    }
     gst_message_unref(m);
   }
   gst_object_unref(bus);
+  GstPad* video_in = gst_element_get_static_pad(convert, "sink");
+  const bool had_video = gst_pad_is_linked(video_in);
+  gst_object_unref(video_in);
   gst_element_set_state(pipeline, GST_STATE_NULL);
-  gst_object_unref(sink);
   gst_object_unref(pipeline);
-  if (frames.empty())
-    throw Error(path + ": no video frames could be decoded" + (error.empty() ? "" : ": " + error));
+  if (!had_video)
+    throw Error(path + ": the file has no video stream" + (error.empty() ? "" : " (" + error + ")"));
+  if (!error.empty())
+    throw Error(path + ": " + error +
+                (frames.empty() ? "" : " (after " + std::to_string(frames.size()) + " frames)"));
+  if (frames.empty()) throw Error(path + ": no video frames could be decoded");
+  // qtdemux ends quietly at the end of the data of a file cut short: its boxes say more.
+  if (const auto announced = mp4_announced_bytes(path))
+    throw Error(path + ": the file is cut short (" + std::to_string(std::filesystem::file_size(path)) + " of the " +
+                std::to_string(*announced) + " bytes its boxes announce; " + std::to_string(frames.size()) +
+                " frames decode)");
   return frames;
 }
 

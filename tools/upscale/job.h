@@ -1,0 +1,54 @@
+// qbasicvsr-upscale's parts: what a job is, what it reports, and the two modes (frame folders
+// through the library's chunker, video files through the GStreamer element).
+#pragma once
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "qbasicvsr/chunker.h"
+#include "qbasicvsr/model_file.h"
+#include "qbasicvsr/upscaler.h"
+
+namespace qbasicvsr::upscale {
+
+struct Job {
+  std::string model_path;
+  UpscalerOptions options;
+  ChunkerOptions chunking;
+  bool resume = false;
+  bool json = false;
+  bool keep_going = false;  // a damaged or truncated input ends with a warning, not an error
+};
+
+// Progress on a terminal: frames, rate, ETA.
+struct Progress {
+  bool tty = isatty(STDERR_FILENO);
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now(), last;
+  void update(std::size_t done, std::size_t total, bool force = false);
+  double seconds() const;
+};
+
+// What the chunks did, for --json and the closing line.
+struct Summary {
+  std::size_t frames = 0;
+  nlohmann::json chunks = nlohmann::json::array();
+  nlohmann::json notes = nlohmann::json::array();  // streams dropped or re-encoded, warnings
+
+  void add(std::size_t n, std::size_t context, bool carried, double C_V, int b_V, double mean_bits,
+           double ms);
+  double mean_bits() const;
+  void print(const std::string& input, const std::string& output) const;
+};
+
+// The memory budget cannot always be met (the smallest bands still need more): say so, with
+// the estimate, before the work starts.
+void warn_memory(const Upscaler& upscaler, const Job& job, int width, int height);
+
+int upscale_folder(const Job& job, const Model& model, const std::string& input, const std::string& output);
+int upscale_video(const Job& job, const Model& model, const std::string& input, const std::string& output);
+
+}  // namespace qbasicvsr::upscale
