@@ -36,7 +36,7 @@ constexpr const char* kUsage =
     "  --crop N            pixels cropped from every border before scoring (default 0)\n"
     "  --rgb               score RGB instead of Y\n"
     "  --chunk N           frames per network pass (default 0: the whole clip in one pass)\n"
-    "  --overlap K         context frames around chunks (default 4)\n"
+    "  --overlap K         lookahead frames of the backward propagation per chunk (default 4)\n"
     "  --max-frames N      use only the first N frames of each clip\n"
     "  --threads N         compute threads (default: one per core)\n"
     "  --save DIR          write the super-resolved frames to DIR/<clip>/\n"
