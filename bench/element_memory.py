@@ -18,9 +18,10 @@ def run_once(build, args, frames):
     w, h = args.size.split("x")
     env = dict(os.environ, GST_PLUGIN_PATH=os.path.join(build, "gst"))
     model = f"model={args.model}" if args.model else ""
+    chunking = (f"chunk-size={args.chunk} " if args.chunk else "") + (f"overlap={args.overlap} " if args.overlap is not None else "")
     pipeline = (f"videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,format=RGB,width={w},height={h},"
-                f"framerate=25/1 ! qbasicvsr {model} precision={args.precision} chunk-size={args.chunk} "
-                f"overlap={args.overlap} max-memory={args.max_memory} threads=2 ! fakesink")
+                f"framerate=25/1 ! qbasicvsr {model} precision={args.precision} {chunking}"
+                f"max-memory={args.max_memory} threads=2 ! fakesink")
     # A wrapper process per run, so that RUSAGE_CHILDREN covers this pipeline alone.
     code = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
@@ -38,8 +39,8 @@ def main():
     ap.add_argument("build")
     ap.add_argument("--size", default="96x54")
     ap.add_argument("--frames", type=int, nargs="+", default=[60, 600])
-    ap.add_argument("--chunk", type=int, default=10)
-    ap.add_argument("--overlap", type=int, default=4)
+    ap.add_argument("--chunk", type=int, default=0, help="default: the element's")
+    ap.add_argument("--overlap", type=int, default=None, help="default: the element's")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--model", default="")
     ap.add_argument("--max-memory", type=int, default=4096)
@@ -54,7 +55,7 @@ def main():
         print(json.dumps({"size": args.size, "chunk": args.chunk, "overlap": args.overlap, "runs": results}))
     else:
         for r in results:
-            print(f"{args.size}, chunk {args.chunk}, overlap {args.overlap}, {args.precision}: {r['frames']} frames "
+            print(f"{args.size}, chunk {args.chunk or 'default'}, overlap {args.overlap if args.overlap is not None else 'default'}, {args.precision}: {r['frames']} frames "
                   f"-> peak RSS {r['peak_rss_mb']:.1f} MB ({r['seconds']:.1f} s)")
         base = results[0]["peak_rss_mb"]
         for r in results[1:]:

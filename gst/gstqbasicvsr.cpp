@@ -43,8 +43,8 @@ GST_DEBUG_CATEGORY_STATIC(gst_qbasicvsr_debug);
 namespace {
 
 constexpr int kScale = 4;
-constexpr int kDefaultChunk = 10;
-constexpr int kDefaultOverlap = 4;
+constexpr int kDefaultChunk = qbasicvsr::ChunkerOptions{}.chunk_size;
+constexpr int kDefaultOverlap = qbasicvsr::ChunkerOptions{}.overlap;
 constexpr int kDefaultBits = 0;  // the model's
 constexpr int kDefaultThreads = 0;
 constexpr int kDefaultTileSize = 0;  // automatic, from max-memory

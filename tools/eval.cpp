@@ -36,7 +36,7 @@ constexpr const char* kUsage =
     "  --crop N            pixels cropped from every border before scoring (default 0)\n"
     "  --rgb               score RGB instead of Y\n"
     "  --chunk N           frames per network pass (default 0: the whole clip in one pass)\n"
-    "  --overlap K         lookahead frames of the backward propagation per chunk (default 4)\n"
+    "  --overlap K         lookahead frames of the backward propagation per chunk (default 8)\n"
     "  --max-frames N      use only the first N frames of each clip\n"
     "  --threads N         compute threads (default: one per core)\n"
     "  --save DIR          write the super-resolved frames to DIR/<clip>/\n"
@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
     const int crop = static_cast<int>(args.get_int("--crop", 0, 0, 1000));
     const bool rgb = args.has("--rgb");
     const int chunk = static_cast<int>(args.get_int("--chunk", 0, 0, 100000));
-    const int overlap = static_cast<int>(args.get_int("--overlap", 4, 0, 1000));
+    const int overlap = static_cast<int>(args.get_int("--overlap", ChunkerOptions{}.overlap, 0, 1000));
     const long max_frames = args.get_int("--max-frames", 0, 0, 1000000);
 
     std::unique_ptr<Upscaler> upscaler;

@@ -344,7 +344,7 @@ TEST_F(ElementTest, PropertiesHaveDefaultsAndChangeOnlyWhenStopped) {
   g_object_get(e, "chunk-size", &chunk, "overlap", &overlap, "bits", &bits, "adaptive", &adaptive,
                "max-memory", &mem, nullptr);
   EXPECT_EQ(chunk, 10);
-  EXPECT_EQ(overlap, 4);
+  EXPECT_EQ(overlap, 8);
   EXPECT_EQ(bits, 0);
   EXPECT_TRUE(adaptive);
   EXPECT_EQ(mem, 4096);

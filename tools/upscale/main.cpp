@@ -47,7 +47,7 @@ constexpr const char* kUsage =
     "  --scope S         partial or full, for models without quantization settings\n"
     "  --no-adapt        no FG-VBA bit offset from each chunk's complexity\n"
     "  --chunk N         frames per chunk (default 10)\n"
-    "  --overlap K       lookahead frames of the backward propagation (default 4)\n"
+    "  --overlap K       lookahead frames of the backward propagation (default 8)\n"
     "  --threads N       compute threads (default: one per core)\n"
     "  --device D        cpu\n"
     "  --tile-size R     input rows per spatial tile; 0: from --max-memory (default)\n"
@@ -148,8 +148,9 @@ int main(int argc, char** argv) {
     job.options.tile_rows = static_cast<int>(args.get_int("--tile-size", 0, 0, 16384));
     job.options.tile_overlap = static_cast<int>(args.get_int("--tile-overlap", 16, 0, 1024));
     job.options.max_memory_mb = static_cast<int>(args.get_int("--max-memory", 4096, 0, 1 << 20));
-    job.chunking.chunk_size = static_cast<int>(args.get_int("--chunk", 10, 1, 1000));
-    job.chunking.overlap = static_cast<int>(args.get_int("--overlap", 4, 0, 1000));
+    const ChunkerOptions defaults;
+    job.chunking.chunk_size = static_cast<int>(args.get_int("--chunk", defaults.chunk_size, 1, 1000));
+    job.chunking.overlap = static_cast<int>(args.get_int("--overlap", defaults.overlap, 0, 1000));
     job.resume = args.has("--resume");
     job.keep_going = args.has("--keep-going");
     job.json = args.has("--json");

@@ -295,6 +295,11 @@ void drop(Context* ctx, GstPad* pad, const std::string& why) {
   gst_object_unref(sp);
 }
 
+// The muxer waits for video, which the element and the encoder hold back for seconds: a bounded
+// audio queue would fill and stop the demuxer, and with it the video (a deadlock). Its size is
+// bounded in practice by that latency.
+constexpr const char* kAudioQueue = "queue max-size-time=0 max-size-bytes=0 max-size-buffers=0";
+
 // A pad of the muxer for caps, requested if its templates take them, or null.
 GstPad* mux_pad_for(Context* ctx, GstCaps* caps) {
   GstPadTemplate* t = gst_pad_template_new("probe", GST_PAD_SRC, GST_PAD_ALWAYS, caps);
@@ -315,7 +320,7 @@ void link_other(Context* ctx, GstPad* pad, GstCaps* caps, const std::string& nam
   std::string desc;
   GstPad* mux_pad = nullptr;
   if (name == "audio/x-raw") {
-    desc = std::string("queue ! audioconvert ! audioresample ! ") + ctx->enc.audio + " ! queue";
+    desc = std::string(kAudioQueue) + " ! audioconvert ! audioresample ! " + ctx->enc.audio + " ! queue";
     GstCaps* any_audio =
         gst_caps_from_string(ctx->enc.audio == std::string("avenc_aac") ? "audio/mpeg" : "audio/x-opus");
     if (ctx->enc.audio == std::string("vorbisenc")) {
@@ -326,7 +331,7 @@ void link_other(Context* ctx, GstPad* pad, GstCaps* caps, const std::string& nam
     gst_caps_unref(any_audio);
     if (mux_pad) ctx->note(name + " encoded with " + ctx->enc.audio);
   } else if ((mux_pad = mux_pad_for(ctx, caps))) {
-    desc = "queue";
+    desc = kAudioQueue;
     ctx->note(name + " copied as it is");
   } else if (name == "audio/mpeg") {
     // AAC from an ADTS stream (.ts, .aac): aacparse makes it the raw AAC the muxers take.
@@ -334,7 +339,7 @@ void link_other(Context* ctx, GstPad* pad, GstCaps* caps, const std::string& nam
     gst_caps_set_simple(raw, "stream-format", G_TYPE_STRING, "raw", nullptr);
     mux_pad = mux_pad_for(ctx, raw);
     gst_caps_unref(raw);
-    desc = "queue ! aacparse";
+    desc = std::string(kAudioQueue) + " ! aacparse";
     if (mux_pad) ctx->note(name + " copied as it is (ADTS to raw AAC)");
   }
   if (!mux_pad) {
