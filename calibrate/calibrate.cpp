@@ -22,7 +22,8 @@ using namespace qbasicvsr;
 constexpr const char* kUsage =
     "Usage: qbasicvsr-calibrate -m FP_MODEL --clips PATH [--clips PATH ...] --bits B -o OUT.safetensors\n"
     "                           [--scope partial|full] [--iters 150] [--batch 2] [--crop 64] [--frames 7]\n"
-    "                           [--max-sequences 100] [--degrade BI|BD] [--lambda-skt 1] [--lr 1e-5]\n"
+    "                           [--max-sequences 100] [--degradation BI|BD|BD-duf] [--lambda-skt 1] [--lr "
+    "1e-5]\n"
     "                           [--lr-ranges 1e-3] [--lambda L] [--gamma 1] [--no-ts-lba] [--no-fg-vba]\n"
     "                           [--range-percentile 99.99] [--no-range-search] [--seed 1] [--threads N]\n"
     "                           [--device cpu] [--compute auto|fp32|bf16]\n"
@@ -30,7 +31,7 @@ constexpr const char* kUsage =
     "                           [--plot R.svg]\n"
     "\n"
     "Quantizes a full-precision model as QBasicVSR does, without ground truth. Each --clips is a\n"
-    "folder of PNG frames or a video file of LR frames (--degrade BI|BD first makes LR frames of\n"
+    "folder of PNG frames or a video file of LR frames (--degradation BI|BD first makes LR frames of\n"
     "HR clips); clips are cut into sequences of --frames frames. Steps: fp32 statistics on centre\n"
     "crops (TS-LBA s_space/s_temp -> b_L at the 30th/70th percentiles over layers; initial\n"
     "activation ranges: the lowest P(100-p) and highest P(p) of each layer's input channels with\n"
@@ -58,7 +59,7 @@ constexpr const char* kUsage =
 
 // Sequences of `frames` consecutive frames from each clip.
 std::vector<std::vector<Image>> load_sequences(const std::vector<std::string>& clips, int frames,
-                                               int max_sequences, const std::string& degrade,
+                                               int max_sequences, std::optional<Degradation> degrade,
                                                std::vector<std::string>* names) {
   std::vector<std::vector<Image>> seqs;
   for (const auto& path : clips) {
@@ -68,8 +69,8 @@ std::vector<std::vector<Image>> load_sequences(const std::vector<std::string>& c
         path, fs::is_directory(path, ec) ? 0 : static_cast<std::size_t>(frames) * max_sequences);
     if (all.size() < 2)
       throw Error(path + ": a clip needs at least 2 frames, it has " + std::to_string(all.size()));
-    if (!degrade.empty())
-      for (auto& f : all) f = degrade == "BI" ? degrade_bi(modcrop(f)) : degrade_bd(modcrop(f));
+    if (degrade)
+      for (auto& f : all) f = degrade_cropped(f, *degrade);
     for (std::size_t s = 0; s + 2 <= all.size() && static_cast<int>(seqs.size()) < max_sequences;
          s += frames) {
       const std::size_t e = std::min(all.size(), s + frames);
@@ -87,12 +88,13 @@ int main(int argc, char** argv) {
   cli::Args args("qbasicvsr-calibrate", kUsage);
   args.value("-m", "--model");
   args.value("-o", "--output");
-  for (const char* v : {"--clips",   "--bits",      "--scope",         "--iters",   "--batch",
-                        "--crop",    "--frames",    "--max-sequences", "--degrade", "--lambda-skt",
-                        "--lr",      "--lr-ranges", "--lambda",        "--gamma",   "--range-percentile",
-                        "--seed",    "--threads",   "--compute",       "--device",  "--checkpoint-every",
+  for (const char* v : {"--clips",   "--bits",      "--scope",         "--iters",       "--batch",
+                        "--crop",    "--frames",    "--max-sequences", "--degradation", "--lambda-skt",
+                        "--lr",      "--lr-ranges", "--lambda",        "--gamma",       "--range-percentile",
+                        "--seed",    "--threads",   "--compute",       "--device",      "--checkpoint-every",
                         "--stop-at", "--report",    "--plot"})
     args.value("", v);
+  args.value("--degrade", "--degradation");  // the name of earlier versions
   args.flag("--no-ts-lba");
   args.flag("--no-fg-vba");
   args.flag("--no-range-search");
@@ -105,8 +107,14 @@ int main(int argc, char** argv) {
     if (args.all("--clips").empty()) args.die("give at least one --clips PATH");
     if (args.get("--device", "cpu") != "cpu")
       throw Error("device \"" + args.get("--device") + "\" is not available in this build (only cpu)");
-    const std::string degrade = args.get("--degrade", "");
-    if (!degrade.empty() && degrade != "BI" && degrade != "BD") args.die("--degrade must be BI or BD");
+    std::optional<Degradation> degrade;
+    if (args.has("--degradation")) {
+      try {
+        degrade = parse_degradation(args.get("--degradation"));
+      } catch (const Error& e) {
+        args.die(e.what());
+      }
+    }
     CalibrationOptions o;
     o.bits = static_cast<int>(args.get_int("--bits", 6, 2, 8));
     o.scope = parse_scope(args.get("--scope", "partial"));
@@ -172,7 +180,7 @@ int main(int argc, char** argv) {
                            {"fp_model_sha256", file_sha256(model_path)},
                            {"clips", clip_names},
                            {"sequences", sequences.size()},
-                           {"degrade", degrade},
+                           {"degrade", degrade ? degradation_name(*degrade) : ""},
                            {"bits", o.bits},
                            {"scope", scope_name(o.scope)},
                            {"iterations", o.iters},

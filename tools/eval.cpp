@@ -17,20 +17,22 @@ namespace fs = std::filesystem;
 using namespace qbasicvsr;
 
 constexpr const char* kUsage =
-    "Usage: qbasicvsr-eval [-m MODEL | --bicubic] --gt DIR [--gt DIR ...] [--degradation BI|BD]\n"
+    "Usage: qbasicvsr-eval [-m MODEL | --bicubic] --gt DIR [--gt DIR ...] [--degradation BI|BD|BD-duf]\n"
     "                      [-p fp32|fake|int8] [--bits B] [--scope S] [--no-adapt] [--crop N] [--rgb]\n"
     "                      [--chunk N] [--overlap K] [--max-frames N] [--threads N] [--save DIR] [--json]\n"
     "\n"
     "Each --gt names one clip, a folder of ground-truth PNG frames (cropped to multiples of 4). The\n"
-    "clip is degraded to LR (BI: MATLAB imresize 1/4 bicubic with antialiasing; BD: 13x13 Gaussian\n"
-    "blur, sigma 1.6, then every 4th pixel), super-resolved, and scored against the ground truth:\n"
+    "clip is degraded to LR (BI: MATLAB imresize 1/4 bicubic with antialiasing; BD: BasicVSR's\n"
+    "BD_degradation.m, a 12x12 Gaussian (sigma 1.6) with replicated borders sampled at rows and\n"
+    "columns 2:4:end-2; BD-duf: the older DUF convention, 13x13 from offset 0, for old tables),\n"
+    "super-resolved, and scored against the ground truth:\n"
     "PSNR and SSIM on the BT.601 luma (Y = 16 + 65.481 R + 128.553 G + 24.966 B), or on RGB with\n"
     "--rgb. Per-clip figures are means over frames; the overall mean is over clips.\n"
     "\n"
     "Options:\n"
     "  -m, --model M       model file or installed model name (default: the default model)\n"
     "  --bicubic           score MATLAB-style bicubic x4 upscaling instead of a model\n"
-    "  --degradation D     BI (default) or BD\n"
+    "  --degradation D     BI (default), BD or BD-duf\n"
     "  -p, --precision P   fp32, fake or int8 (default: int8 for a quantized model, else fp32)\n"
     "  --bits B, --scope S, --no-adapt   as in qbasicvsr-upscale\n"
     "  --crop N            pixels cropped from every border before scoring (default 0)\n"
@@ -81,7 +83,12 @@ int main(int argc, char** argv) {
     const auto clips = args.all("--gt");
     if (clips.empty()) args.die("give at least one --gt DIR");
     const std::string deg = args.get("--degradation", "BI");
-    if (deg != "BI" && deg != "BD") args.die("--degradation must be BI or BD");
+    Degradation degradation = Degradation::BI;
+    try {
+      degradation = parse_degradation(deg);
+    } catch (const Error& e) {
+      args.die(e.what());
+    }
     const bool bicubic = args.has("--bicubic");
     if (bicubic && args.has("--model")) args.die("give -m MODEL or --bicubic, not both");
     const int crop = static_cast<int>(args.get_int("--crop", 0, 0, 1000));
@@ -106,7 +113,7 @@ int main(int argc, char** argv) {
       for (auto& f : gt) {
         f = modcrop(f);
         if (f.width < 4 || f.height < 4) throw Error(dir + ": frames are smaller than 4x4");
-        lr.push_back(deg == "BI" ? degrade_bi(f) : degrade_bd(f));
+        lr.push_back(degrade(f, degradation));
       }
       std::vector<Image> sr(gt.size());
       double bits = 32;

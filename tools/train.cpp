@@ -23,7 +23,8 @@ using nlohmann::json;
 constexpr const char* kUsage =
     "Usage: qbasicvsr-train --clips PATH [--clips PATH ...] -o OUT.safetensors\n"
     "                       [--val PATH ...] [--arch C,N[,HR]] [--base bilinear|bicubic] [--init MODEL]\n"
-    "                       [--degradation BI|BD] [--iters 1000] [--batch 4] [--crop 48] [--frames 8]\n"
+    "                       [--degradation BI|BD|BD-duf] [--iters 1000] [--batch 4] [--crop 48] [--frames "
+    "8]\n"
     "                       [--lr 2e-4] [--flow-freeze N] [--flow-lr-scale 0.125]\n"
     "                       [--flow-iters 1000] [--flow-batch 8] [--flow-size 64] [--flow-lr 5e-4]\n"
     "                       [--flow-max-shift 6] [--compute auto|fp32|bf16]\n"
@@ -33,7 +34,7 @@ constexpr const char* kUsage =
     "\n"
     "Trains BasicVSR x4 in full precision. Each --clips is a folder of ground-truth PNG frames or\n"
     "a video file; the LR input is made from it by --degradation (BI: MATLAB bicubic /4, BD:\n"
-    "Gaussian blur sigma 1.6 then every 4th pixel). Steps:\n"
+    "BasicVSR's 12x12 Gaussian, sigma 1.6, sampled at 2:4:end-2; BD-duf: the DUF variant). Steps:\n"
     "  1. SPyNet, from scratch, on synthetic motion with known flow (random affine plus smooth\n"
     "     elastic displacement of LR frames, pasted patches with their own motion as occlusions):\n"
     "     --flow-iters iterations of end-point error; 0 keeps the SPyNet of --init. Reports the\n"
@@ -97,7 +98,7 @@ std::vector<std::vector<Image>> low_res(const std::vector<GtClip>& clips, Degrad
   std::vector<std::vector<Image>> out;
   for (const auto& c : clips) {
     out.emplace_back();
-    for (const auto& f : c.frames) out.back().push_back(degrade(f, d));
+    for (const auto& f : c.frames) out.back().push_back(degrade_cropped(f, d));
   }
   return out;
 }
@@ -153,15 +154,18 @@ int main(int argc, char** argv) {
     if (args.all("--clips").empty()) args.die("give at least one --clips PATH");
     if (args.get("--device", "cpu") != "cpu")
       throw Error("device \"" + args.get("--device") + "\" is not available in this build (only cpu)");
-    const std::string deg = args.get("--degradation", "BI");
-    if (deg != "BI" && deg != "BD") args.die("--degradation must be BI or BD");
     const std::string base = args.get("--base", "bicubic");
     if (base != "bilinear" && base != "bicubic") args.die("--base must be bilinear or bicubic");
     if (args.has("--init") && (args.has("--arch") || args.has("--base")))
       args.die("--arch and --base describe a fresh network; --init takes the model's own");
 
     TrainOptions o;
-    o.degradation = deg == "BI" ? Degradation::BI : Degradation::BD;
+    const std::string deg = args.get("--degradation", "BI");
+    try {
+      o.degradation = parse_degradation(deg);
+    } catch (const Error& e) {
+      args.die(e.what());
+    }
     o.iters = static_cast<int>(args.get_int("--iters", 1000, 0, 100000000));
     o.batch = static_cast<int>(args.get_int("--batch", 4, 1, 1024));
     o.crop = static_cast<int>(args.get_int("--crop", 48, 8, 4096));

@@ -118,39 +118,96 @@ Image degrade_bi(const Image& gt) {
   return to_uint8(imresize_bicubic(to_float(gt), 0.25));
 }
 
-Image degrade_bd(const Image& gt) {
+namespace {
+
+// Blurs with the separable kernel k (k.size() taps) and keeps LR pixel (lx, ly), the kernel's tap
+// 0 placed at HR coordinate (4 lx + first, 4 ly + first); `border` maps an index into 0..n-1.
+template <typename Border>
+Image blur_and_sample(const Image& gt, const std::vector<double>& k, int first, Border border) {
   if (gt.width % 4 || gt.height % 4)
     throw Error("ground-truth sides must be multiples of 4 (crop them first)");
-  constexpr int kRadius = 6;
-  constexpr double kSigma = 1.6;
-  double k1[2 * kRadius + 1], sum = 0;
-  for (int i = -kRadius; i <= kRadius; ++i)
-    sum += k1[i + kRadius] = std::exp(-(i * i) / (2 * kSigma * kSigma));
-  for (double& v : k1) v /= sum;  // the 2-D Gaussian is separable: outer product of k1
-  auto reflect = [](int i, int n) {
-    if (n == 1) return 0;
-    while (i < 0 || i >= n) i = i < 0 ? -i : 2 * (n - 1) - i;
-    return i;
-  };
   const FloatImage f = to_float(gt);
-  const int w = gt.width, h = gt.height, lw = w / 4, lh = h / 4;
+  const int w = gt.width, h = gt.height, lw = w / 4, lh = h / 4, taps = static_cast<int>(k.size());
   // Blur rows only where sampled, then columns at the sampled points.
   FloatImage rows{w, lh, 3, std::vector<double>(static_cast<std::size_t>(w) * lh * 3, 0.0)};
   for (int ly = 0; ly < lh; ++ly)
-    for (int k = -kRadius; k <= kRadius; ++k) {
-      const int sy = reflect(4 * ly + k, h);
+    for (int t = 0; t < taps; ++t) {
+      const int sy = border(4 * ly + first + t, h);
       for (int x = 0; x < w; ++x)
-        for (int c = 0; c < 3; ++c) rows.at(x, ly, c) += k1[k + kRadius] * f.at(x, sy, c);
+        for (int c = 0; c < 3; ++c) rows.at(x, ly, c) += k[t] * f.at(x, sy, c);
     }
   FloatImage out{lw, lh, 3, std::vector<double>(static_cast<std::size_t>(lw) * lh * 3, 0.0)};
   for (int ly = 0; ly < lh; ++ly)
     for (int lx = 0; lx < lw; ++lx)
-      for (int k = -kRadius; k <= kRadius; ++k) {
-        const int sx = reflect(4 * lx + k, w);
-        for (int c = 0; c < 3; ++c) out.at(lx, ly, c) += k1[k + kRadius] * rows.at(sx, ly, c);
+      for (int t = 0; t < taps; ++t) {
+        const int sx = border(4 * lx + first + t, w);
+        for (int c = 0; c < 3; ++c) out.at(lx, ly, c) += k[t] * rows.at(sx, ly, c);
       }
   return to_uint8(out);
 }
+
+constexpr double kBdSigma = 1.6;
+
+}  // namespace
+
+std::vector<double> bd_kernel() {
+  // fspecial('gaussian', 12, 1.6): taps at offsets -5.5 .. 5.5; the 2-D kernel is the outer
+  // product of this one with itself, normalised as a whole, hence each factor normalised.
+  std::vector<double> k(12);
+  double sum = 0;
+  for (int t = 0; t < 12; ++t) sum += k[t] = std::exp(-(t - 5.5) * (t - 5.5) / (2 * kBdSigma * kBdSigma));
+  for (double& v : k) v /= sum;
+  return k;
+}
+
+Image degrade_bd(const Image& gt) {
+  // imfilter puts an even kernel's tap 6 (1-based) on the output pixel, so HR pixel p gets taps at
+  // p-5 .. p+6: a Gaussian centred at p + 0.5. Rows and columns 2:4:end-2 (1-based) are p = 4i + 1.
+  return blur_and_sample(gt, bd_kernel(), 1 - 5, [](int i, int n) { return std::clamp(i, 0, n - 1); });
+}
+
+Image degrade_bd_duf(const Image& gt) {
+  std::vector<double> k(13);
+  double sum = 0;
+  for (int t = 0; t < 13; ++t) sum += k[t] = std::exp(-(t - 6) * (t - 6) / (2 * kBdSigma * kBdSigma));
+  for (double& v : k) v /= sum;
+  return blur_and_sample(gt, k, -6, [](int i, int n) {
+    if (n == 1) return 0;
+    while (i < 0 || i >= n) i = i < 0 ? -i : 2 * (n - 1) - i;
+    return i;
+  });
+}
+
+Degradation parse_degradation(const std::string& name) {
+  if (name == "BI") return Degradation::BI;
+  if (name == "BD") return Degradation::BD;
+  if (name == "BD-duf") return Degradation::BDDuf;
+  throw Error("unknown degradation \"" + name + "\" (expected BI, BD or BD-duf)");
+}
+
+const char* degradation_name(Degradation d) {
+  switch (d) {
+    case Degradation::BI:
+      return "BI";
+    case Degradation::BD:
+      return "BD";
+    default:
+      return "BD-duf";
+  }
+}
+
+Image degrade(const Image& gt, Degradation d) {
+  switch (d) {
+    case Degradation::BI:
+      return degrade_bi(gt);
+    case Degradation::BD:
+      return degrade_bd(gt);
+    default:
+      return degrade_bd_duf(gt);
+  }
+}
+
+Image degrade_cropped(const Image& gt, Degradation d) { return degrade(modcrop(gt), d); }
 
 Image upscale_bicubic(const Image& lr) { return to_uint8(imresize_bicubic(to_float(lr), 4.0)); }
 

@@ -132,7 +132,7 @@ ClipData prepare(const GtClip& clip, Degradation d) {
   std::vector<Image> lr;
   std::vector<at::Tensor> hr;
   for (const auto& f : clip.frames) {
-    lr.push_back(degrade(f, d));
+    lr.push_back(degrade_cropped(f, d));
     hr.push_back(
         at::from_blob(const_cast<uint8_t*>(f.rgb.data()), {f.height, f.width, 3}, at::kByte).clone());
   }
@@ -281,10 +281,6 @@ at::Tensor flip_flow(const at::Tensor& flow, int64_t dim, int component) {
                  1);
 }
 
-Image degrade(const Image& gt, Degradation d) {
-  return d == Degradation::BI ? degrade_bi(modcrop(gt)) : degrade_bd(modcrop(gt));
-}
-
 Model initial_model(const Architecture& arch, uint64_t seed) {
   Model m = random_model(arch, seed, 1.0f / std::sqrt(6.0f));  // bound sqrt(6/fan_in)/sqrt(6)
   for (auto& [name, t] : m.weights) {
@@ -377,7 +373,7 @@ double validate(const Model* model, const std::vector<GtClip>& validation, Degra
     std::vector<Image> lr, gt;
     for (const auto& f : clip.frames) {
       gt.push_back(modcrop(f));
-      lr.push_back(degrade(f, degradation));
+      lr.push_back(degrade_cropped(f, degradation));
     }
     double clip_sum = 0;
     if (net) {

@@ -53,11 +53,70 @@ TEST(Imresize, AntialiasedShrinkKeepsLinearRampsInTheInterior) {
   // Constant images stay constant, through both degradations.
   EXPECT_EQ(degrade_bi(flat(16, 8, 77)).rgb, flat(4, 2, 77).rgb);
   EXPECT_EQ(degrade_bd(flat(16, 8, 77)).rgb, flat(4, 2, 77).rgb);
+  EXPECT_EQ(degrade_bd_duf(flat(16, 8, 77)).rgb, flat(4, 2, 77).rgb);
   EXPECT_EQ(upscale_bicubic(flat(3, 2, 200)).rgb, flat(12, 8, 200).rgb);
   EXPECT_NE(test::error_of([] { degrade_bi(flat(10, 8, 0)); }), "");
 }
 
-TEST(Degrade, BdSamplesTheBlurEveryFourthPixelFromZero) {
+TEST(Degrade, BdKernelIsMatlabsTwelveTapGaussian) {
+  // fspecial('gaussian', 12, 1.6): taps at -5.5 .. 5.5, exp(-x^2 / 5.12), normalised.
+  const std::vector<double> k = bd_kernel();
+  ASSERT_EQ(k.size(), 12u);
+  double sum = 0;
+  for (int t = 0; t < 12; ++t) sum += std::exp(-(t - 5.5) * (t - 5.5) / 5.12);
+  for (int t = 0; t < 12; ++t) {
+    EXPECT_NEAR(k[t], std::exp(-(t - 5.5) * (t - 5.5) / 5.12) / sum, 1e-15) << t;
+    EXPECT_DOUBLE_EQ(k[t], k[11 - t]) << t;  // symmetric about the half-way point
+  }
+  // By hand: the sum of the 12 exponentials is 4.0100483; a centre tap exp(-0.25 / 5.12) = 0.9523450.
+  EXPECT_NEAR(k[5], 0.23749, 1e-5);
+  EXPECT_NEAR(k[0], 0.00067756, 1e-8);  // exp(-30.25 / 5.12) = 0.0027171, over the same sum
+}
+
+TEST(Degrade, BdPutsLrPixelIAtHrFourIPlusOneAndAHalf) {
+  // An impulse at HR (x 9, y 5) of a 24x16 frame: LR pixel (i, j) sums HR x = 4i+1-5 .. 4i+1+6
+  // with tap t at x = 4i - 4 + t, so x 9 is tap 5 for i = 2 (weight k5) and tap 9 for i = 1 (k9,
+  // the Gaussian 3.5 px away); y 5 is tap 5 for j = 1.
+  const std::vector<double> k = bd_kernel();
+  Image img = flat(24, 16, 0);
+  for (int c = 0; c < 3; ++c) img.rgb[(5 * 24 + 9) * 3 + c] = 255;
+  const Image lr = degrade_bd(img);
+  ASSERT_EQ(lr.width, 6);
+  ASSERT_EQ(lr.height, 4);
+  EXPECT_EQ(lr.rgb[(1 * 6 + 2) * 3], static_cast<uint8_t>(std::round(255 * k[5] * k[5])));  // 14
+  EXPECT_EQ(lr.rgb[(1 * 6 + 1) * 3], static_cast<uint8_t>(std::round(255 * k[9] * k[5])));
+  EXPECT_EQ(lr.rgb[(1 * 6 + 3) * 3], static_cast<uint8_t>(std::round(255 * k[1] * k[5])));
+  // The same impulse one pixel to the right (x 10) is tap 6 for i = 2: k6 = k5, the same value —
+  // the Gaussian is centred half-way between HR 9 and 10 (4 * 2 + 1.5).
+  Image right = flat(24, 16, 0);
+  for (int c = 0; c < 3; ++c) right.rgb[(5 * 24 + 10) * 3 + c] = 255;
+  EXPECT_EQ(degrade_bd(right).rgb[(1 * 6 + 2) * 3], lr.rgb[(1 * 6 + 2) * 3]);
+}
+
+TEST(Degrade, BdReplicatesBordersAndRoundsOnce) {
+  // A column of 200 at x 0 and 0 elsewhere: LR pixel 0 reads HR x = -4 .. 7, taps 0..4 land on
+  // x 0 (replicated) and tap 5 is x 1... so its value is 200 * (k0 + .. + k4). Mirror padding
+  // (BD-duf's) would not put five taps there.
+  const std::vector<double> k = bd_kernel();
+  Image img = flat(16, 8, 0);
+  for (int y = 0; y < 8; ++y)
+    for (int c = 0; c < 3; ++c) img.rgb[(y * 16) * 3 + c] = 200;
+  const double expected = 200 * (k[0] + k[1] + k[2] + k[3] + k[4]);  // 200 * 0.2587.. = 51.7
+  const Image lr = degrade_bd(img);
+  EXPECT_EQ(lr.rgb[0], static_cast<uint8_t>(std::round(expected)));
+  EXPECT_EQ(lr.rgb[(1 * 4 + 0) * 3], lr.rgb[0]);  // every row alike
+  EXPECT_NE(degrade_bd_duf(img).rgb[0], lr.rgb[0]);
+  // Rounding happens once, half away from zero, on the double result.
+  FloatImage half{1, 1, 3, {0.5, 1.5, 254.5}};
+  EXPECT_EQ(to_uint8(half).rgb, (std::vector<uint8_t>{1, 2, 255}));
+  // Names.
+  EXPECT_EQ(parse_degradation("BD"), Degradation::BD);
+  EXPECT_EQ(parse_degradation("BD-duf"), Degradation::BDDuf);
+  EXPECT_STREQ(degradation_name(Degradation::BI), "BI");
+  EXPECT_NE(test::error_of([] { parse_degradation("bd"); }), "");
+}
+
+TEST(Degrade, BdDufSamplesTheBlurEveryFourthPixelFromZero) {
   // An impulse at (8, 4) of a 24x16 frame lands on LR pixel (2, 1) with the centre weight of the
   // normalised 13x13 Gaussian, g0^2, and on (1, 1) with weights g0 * g4.
   Image img = flat(24, 16, 0);
@@ -65,7 +124,7 @@ TEST(Degrade, BdSamplesTheBlurEveryFourthPixelFromZero) {
   double sum = 0;
   for (int i = -6; i <= 6; ++i) sum += std::exp(-i * i / (2 * 1.6 * 1.6));
   const double g0 = 1 / sum, g4 = std::exp(-16 / (2 * 1.6 * 1.6)) / sum;
-  const Image lr = degrade_bd(img);
+  const Image lr = degrade_bd_duf(img);
   ASSERT_EQ(lr.width, 6);
   EXPECT_EQ(lr.rgb[(1 * 6 + 2) * 3], static_cast<uint8_t>(std::round(255 * g0 * g0)));
   EXPECT_EQ(lr.rgb[(1 * 6 + 1) * 3], static_cast<uint8_t>(std::round(255 * g0 * g4)));

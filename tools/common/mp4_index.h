@@ -90,7 +90,8 @@ inline std::optional<uint64_t> mp4_announced_bytes(const std::string& path) {
     char type[4];
     if (!size32 || !r.read(at + 4, type, 4)) return std::nullopt;
     const std::string t(type, 4);
-    if (at == 0 && t != "ftyp" && t != "moov" && t != "mdat" && t != "wide" && t != "free") return std::nullopt;
+    if (at == 0 && t != "ftyp" && t != "moov" && t != "mdat" && t != "wide" && t != "free")
+      return std::nullopt;
     moov |= t == "moov";
     uint64_t size = *size32;
     if (size == 1) {

@@ -111,9 +111,9 @@ inline std::vector<Image> read_video_frames(const std::string& path, std::size_t
   if (frames.empty()) throw Error(path + ": no video frames could be decoded");
   // qtdemux ends quietly at the end of the data of a file cut short: its boxes say more.
   if (const auto announced = mp4_announced_bytes(path))
-    throw Error(path + ": the file is cut short (" + std::to_string(std::filesystem::file_size(path)) + " of the " +
-                std::to_string(*announced) + " bytes its boxes announce; " + std::to_string(frames.size()) +
-                " frames decode)");
+    throw Error(path + ": the file is cut short (" + std::to_string(std::filesystem::file_size(path)) +
+                " of the " + std::to_string(*announced) + " bytes its boxes announce; " +
+                std::to_string(frames.size()) + " frames decode)");
   return frames;
 }
 

@@ -8,13 +8,12 @@
 #include <string>
 #include <vector>
 
+#include "qbasicvsr/degrade.h"
 #include "qbasicvsr/image.h"
 #include "qbasicvsr/model_file.h"
 #include "qbasicvsr/runtime.h"
 
 namespace qbasicvsr {
-
-enum class Degradation { BI, BD };
 
 // A fresh model for training: PyTorch's default initialisation (uniform, bound 1/sqrt(fan_in))
 // for every convolution, the residual blocks scaled by 0.1 (as BasicSR does) and conv_last zero,
@@ -128,7 +127,5 @@ void check_training_data(const std::vector<GtClip>& clips, const TrainOptions& o
 
 // Mean Y PSNR of `model` (fp32) or, for an empty model, of bicubic on the validation clips.
 double validate(const Model* model, const std::vector<GtClip>& validation, Degradation degradation);
-
-Image degrade(const Image& gt, Degradation d);
 
 }  // namespace qbasicvsr
