@@ -96,7 +96,7 @@ struct Upscaler::Impl {
     return net.compute_flows(lr, *engine);
   }
 
-  double estimate_bytes(int64_t height, int64_t width, int64_t frames, int64_t emitted) const;
+  double estimate_bytes(int64_t height, int64_t width, int64_t frames, int64_t emitted, int64_t rows) const;
   int64_t tile_rows(int64_t height, int64_t width, int64_t frames, int64_t emitted) const;
   // Output frames have `depth` bits per sample.
   ClipReport run(const at::Tensor& lr, int64_t first, int64_t last, detail::StreamData* stream, int depth,
@@ -190,8 +190,9 @@ StreamState& StreamState::operator=(StreamState&&) noexcept = default;
 bool StreamState::empty() const { return !data_ || !data_->last_lr.defined(); }
 void StreamState::reset() { data_.reset(); }
 
-double Upscaler::estimate_bytes(int64_t height, int64_t width, int64_t frames, int64_t emitted) const {
-  return impl_->estimate_bytes(height, width, frames, emitted);
+double Upscaler::estimate_bytes(int64_t height, int64_t width, int64_t frames, int64_t emitted,
+                                int64_t rows) const {
+  return impl_->estimate_bytes(height, width, frames, emitted, rows);
 }
 
 int64_t Upscaler::tile_rows(int64_t height, int64_t width, int64_t frames, int64_t emitted) const {
@@ -201,21 +202,31 @@ int64_t Upscaler::tile_rows(int64_t height, int64_t width, int64_t frames, int64
 double Upscaler::planned_memory_mb(int64_t height, int64_t width, int64_t chunk, int64_t lookahead) const {
   // A carried chunk runs over the previous frame, its own and the lookahead.
   const int64_t frames = chunk + lookahead + 1;
-  const int64_t rows = tile_rows(height, width, frames, chunk);
-  const int64_t ext =
-      rows < height ? std::min(height, rows + 2 * static_cast<int64_t>(impl_->options.tile_overlap)) : height;
-  const double outputs = static_cast<double>(chunk) * 48.0 * static_cast<double>(height * width);
-  return (estimate_bytes(ext, width, frames, chunk) + (rows < height ? outputs : 0.0)) / (1 << 20);
+  return estimate_bytes(height, width, frames, chunk, tile_rows(height, width, frames, chunk)) / (1 << 20);
 }
 
-double Upscaler::Impl::estimate_bytes(int64_t height, int64_t width, int64_t frames, int64_t emitted) const {
+double Upscaler::Impl::estimate_bytes(int64_t height, int64_t width, int64_t frames, int64_t emitted,
+                                      int64_t rows) const {
   const double c = net.arch().channels;
-  // Per LR pixel: kept backward features, SPyNet's widest level for a batch of 8 images
-  // (three live 64-channel tensors), trunk transients and the carried forward feature, the
-  // frames and the flows of their pairs (2 directions x 2 channels).
-  const double per_pixel = static_cast<double>(emitted) * c * 4 + 8 * 64 * 4 * 3 + 13 * c * 4 +
-                           static_cast<double>(frames) * (3 + 4) * 4;
-  return kFixedBytes + per_pixel * static_cast<double>(height * width);
+  if (rows <= 0 || rows > height) rows = height;
+  const auto bands =
+      make_bands(height, rows, rows < height ? std::min<int64_t>(options.tile_overlap, rows) : 0);
+  double widest = 0, all = 0;  // the tallest band's rows and every band's, overlaps included
+  for (const Band& b : bands) {
+    widest = std::max(widest, static_cast<double>(b.ext1 - b.ext0));
+    all += static_cast<double>(b.ext1 - b.ext0);
+  }
+  // Per LR pixel of the band being run: its kept backward features, SPyNet's widest level for a
+  // batch of 8 images (three live 64-channel tensors), the trunks' transients.
+  const double band = static_cast<double>(emitted) * c * 4 + 8 * 64 * 4 * 3 + 12 * c * 4;
+  // Per LR pixel of every band at once: the flows of the window's pairs (2 directions x 2
+  // channels, computed for all bands before any runs) and the carried forward feature.
+  const double held = static_cast<double>(frames) * 16 + c * 4;
+  // Per pixel of the frame: the window in float and, when tiled, the finished outputs as bytes.
+  const double frame =
+      static_cast<double>(frames) * 12 + (bands.size() > 1 ? static_cast<double>(emitted) * 48 : 0);
+  return kFixedBytes +
+         (band * widest + held * all + frame * static_cast<double>(height)) * static_cast<double>(width);
 }
 
 int64_t Upscaler::Impl::tile_rows(int64_t height, int64_t width, int64_t frames, int64_t emitted) const {
@@ -223,12 +234,8 @@ int64_t Upscaler::Impl::tile_rows(int64_t height, int64_t width, int64_t frames,
   if (o.tile_rows > 0) return std::min<int64_t>(o.tile_rows, height);
   if (o.max_memory_mb <= 0) return height;
   const double budget = static_cast<double>(o.max_memory_mb) * (1 << 20);
-  // The emitted HR frames are held whole whatever the band; the rest scales with band rows.
-  const double outputs = static_cast<double>(emitted) * 48.0 * static_cast<double>(height * width);
-  for (int64_t rows = height; rows > kMinTileRows; rows = rows * 3 / 4) {
-    const int64_t ext = std::min(height, rows + 2 * o.tile_overlap);
-    if (estimate_bytes(ext, width, frames, emitted) + outputs <= budget) return rows;
-  }
+  for (int64_t rows = height; rows > kMinTileRows; rows = rows * 3 / 4)
+    if (estimate_bytes(height, width, frames, emitted, rows) <= budget) return rows;
   return std::min(height, kMinTileRows);
 }
 

@@ -38,8 +38,8 @@ struct Summary {
   nlohmann::json chunks = nlohmann::json::array();
   nlohmann::json notes = nlohmann::json::array();  // streams dropped or re-encoded, warnings
 
-  void add(std::size_t n, std::size_t context, bool carried, double C_V, int b_V, double mean_bits,
-           double ms);
+  void add(std::size_t n, std::size_t context, bool carried, double C_V, int b_V, double mean_bits, double ms,
+           int tiles);
   double mean_bits() const;
   void print(const std::string& input, const std::string& output) const;
 };

@@ -57,7 +57,7 @@ constexpr const char* kUsage =
     "  --keep-going      a damaged or truncated video input ends with a warning naming the\n"
     "                    frames written, instead of an error\n"
     "  --json            one JSON object on stdout: frames, mean_bits, notes[] and chunks[]\n"
-    "                    (frames, context, carried, C_V, b_V, mean_bits, ms) of the chunks run\n"
+    "                    (frames, context, carried, C_V, b_V, mean_bits, ms, tiles) of the chunks\n"
     "  -h, --help        this text\n";
 
 }  // namespace
@@ -82,14 +82,15 @@ double Progress::seconds() const {
 }
 
 void Summary::add(std::size_t n, std::size_t context, bool carried, double C_V, int b_V, double mean_bits,
-                  double ms) {
+                  double ms, int tiles) {
   chunks.push_back({{"frames", n},
                     {"context", context},
                     {"carried", carried},
                     {"C_V", C_V},
                     {"b_V", b_V},
                     {"mean_bits", mean_bits},
-                    {"ms", ms}});
+                    {"ms", ms},
+                    {"tiles", tiles}});
 }
 
 double Summary::mean_bits() const {

@@ -549,7 +549,7 @@ int upscale_video(const Job& job, const Model& model, const std::string& input, 
       if (s && gst_structure_has_name(s, "qbasicvsr-chunk")) {
         guint n = 0, context = 0;
         gboolean carried = FALSE;
-        gint b_V = 0;
+        gint b_V = 0, tiles = 1;
         double C_V = 0, bits = 0, ms = 0;
         gst_structure_get_uint(s, "frames", &n);
         gst_structure_get_uint(s, "context", &context);
@@ -558,7 +558,8 @@ int upscale_video(const Job& job, const Model& model, const std::string& input, 
         gst_structure_get_double(s, "C_V", &C_V);
         gst_structure_get_double(s, "mean-bits", &bits);
         gst_structure_get_double(s, "ms", &ms);
-        ctx.summary.add(n, context, carried, C_V, b_V, bits, ms);
+        gst_structure_get_int(s, "tiles", &tiles);
+        ctx.summary.add(n, context, carried, C_V, b_V, bits, ms, tiles);
       }
     } else if (type == GST_MESSAGE_WARNING) {
       // Decoders warn when they skip damaged data: frames are lost.

@@ -99,8 +99,10 @@ class Upscaler {
   // first one's size (Error otherwise: reset the state between streams).
   ClipReport upscale_chunk(const std::vector<Image>& frames, std::size_t count, StreamState& state,
                            const std::function<void(std::size_t, Image&&)>& sink);
-  // Estimated peak bytes of a pass over `frames` frames of height x width emitting `emitted`.
-  double estimate_bytes(int64_t height, int64_t width, int64_t frames, int64_t emitted) const;
+  // Estimated peak bytes of a pass over `frames` frames of height x width emitting `emitted`,
+  // run in bands of `rows` LR rows (0: whole frames).
+  double estimate_bytes(int64_t height, int64_t width, int64_t frames, int64_t emitted,
+                        int64_t rows = 0) const;
   // LR rows per band the options give for such a pass (height when no tiling is needed).
   int64_t tile_rows(int64_t height, int64_t width, int64_t frames, int64_t emitted) const;
   // Estimated peak MB of a stream of height x width frames in chunks of `chunk` frames with
