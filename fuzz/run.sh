@@ -9,7 +9,7 @@ if [ ! -d build-fuzz ]; then
 fi
 ninja -C build-fuzz >/dev/null
 status=0
-for t in model_file checkpoint torch7; do
+for t in model_file checkpoint torch7 picture; do
   work=$(mktemp -d)
   log=$(mktemp)
   # New inputs go to a scratch folder so that the committed corpus stays small.

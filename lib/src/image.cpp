@@ -21,6 +21,8 @@ namespace {
 
 // Largest frame side accepted from a file; larger ones are more likely corrupt than real.
 constexpr uint32_t kMaxSide = 1 << 15;
+// Largest decoded picture accepted (a 16384x16384 RGBA frame).
+constexpr uint64_t kMaxDecodedBytes = uint64_t{1} << 30;
 // Largest picture file read.
 constexpr std::size_t kMaxFileBytes = std::size_t{1} << 31;
 
@@ -62,8 +64,9 @@ void Image::check() const {
 
 // Whether every chunk lies inside the file with its CRC and an IEND ends it: a truncated or damaged
 // file is told here, before the decoder (whose library would print its own complaint on stderr).
-bool png_chunks_intact(const std::vector<uint8_t>& bytes) {
+bool png_chunks_intact(const std::vector<uint8_t>& bytes, uint64_t* image_data) {
   std::size_t at = 8;
+  *image_data = 0;
   while (at + 12 <= bytes.size()) {
     const uint32_t n = uint32_t{bytes[at]} << 24 | uint32_t{bytes[at + 1]} << 16 |
                        uint32_t{bytes[at + 2]} << 8 | bytes[at + 3];
@@ -73,13 +76,17 @@ bool png_chunks_intact(const std::vector<uint8_t>& bytes) {
     const uint32_t stored = uint32_t{c[0]} << 24 | uint32_t{c[1]} << 16 | uint32_t{c[2]} << 8 | c[3];
     if (crc32(crc32(0L, Z_NULL, 0), type, n + 4) != stored) return false;
     if (std::memcmp(type, "IEND", 4) == 0) return true;
+    if (std::memcmp(type, "IDAT", 4) == 0) *image_data += n;
     at += 12 + n;
   }
   return false;
 }
 
 Picture read_picture(const std::string& path) {
-  const std::vector<uint8_t> bytes = read_file_bytes(path, kMaxFileBytes);
+  return decode_picture(read_file_bytes(path, kMaxFileBytes), path);
+}
+
+Picture decode_picture(const std::vector<uint8_t>& bytes, const std::string& path) {
   static const uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (bytes.size() < 33 || std::memcmp(bytes.data(), kSignature, 8) != 0 ||
       std::memcmp(&bytes[12], "IHDR", 4) != 0)
@@ -88,11 +95,24 @@ Picture read_picture(const std::string& path) {
     return uint32_t{bytes[o]} << 24 | uint32_t{bytes[o + 1]} << 16 | uint32_t{bytes[o + 2]} << 8 |
            bytes[o + 3];
   };
-  if (!png_chunks_intact(bytes)) throw Error(path + ": damaged or truncated PNG");
+  uint64_t image_data = 0;
+  if (!png_chunks_intact(bytes, &image_data)) throw Error(path + ": damaged or truncated PNG");
   const uint32_t w = be32(16), h = be32(20);
-  const int color_type = bytes[25];
+  const int depth = bytes[24], color_type = bytes[25];
   if (w == 0 || h == 0 || w > kMaxSide || h > kMaxSide)
     throw Error(path + ": unsupported PNG size " + std::to_string(w) + "x" + std::to_string(h));
+  // Deflate expands at most 1032:1: a header that claims more pixels than its data can hold is
+  // damaged (and would make the decoder allocate gigabytes for a few bytes).
+  static const int kChannels[7] = {1, 0, 3, 1, 2, 0, 4};
+  const uint64_t row_bytes =
+      (uint64_t{w} * static_cast<uint64_t>(color_type <= 6 ? kChannels[color_type] : 4) *
+           static_cast<uint64_t>(depth) +
+       7) /
+          8 +
+      1;
+  if (uint64_t{h} * row_bytes > 1032 * image_data + (1 << 16) || uint64_t{h} * row_bytes > kMaxDecodedBytes)
+    throw Error(path + ": damaged PNG (" + std::to_string(w) + "x" + std::to_string(h) + " from " +
+                std::to_string(image_data) + " bytes of image data)");
   const cv::Mat m =
       cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8U, const_cast<uint8_t*>(bytes.data())),
                    cv::IMREAD_UNCHANGED);

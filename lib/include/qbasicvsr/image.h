@@ -32,6 +32,8 @@ struct Picture {
 // Reads a PNG, 8 or 16 bits, grey, grey + alpha, RGB, RGBA or palette (expanded), with no colour
 // or gamma conversion. Throws Error naming the file for anything else or a damaged file.
 Picture read_picture(const std::string& path);
+// The same on a file's bytes; `path` names it in errors.
+Picture decode_picture(const std::vector<uint8_t>& bytes, const std::string& path);
 // Writes a PNG at the picture's depth: grey as grey, RGB as RGB, with alpha as RGBA (grey with
 // alpha too, its three channels equal: PNG writers in OpenCV have no grey + alpha). The file
 // appears complete or not at all: it is written under a temporary name in the same folder and
