@@ -118,17 +118,16 @@ struct State {
   bool have_caps = false;
   uint64_t next_tag = 0;
   std::map<uint64_t, GstBuffer*> inputs;  // held input buffers, by tag: timestamps, flags, alpha
-  std::deque<GstBuffer*> ready;           // outputs waiting to be pushed
+  // What downstream answered to the outputs pushed since the chunker was last called; after a
+  // failure the rest of the chunk's frames are dropped.
+  GstFlowReturn flow = GST_FLOW_OK;
 
   ~State() {
     for (auto& kv : inputs) gst_buffer_unref(kv.second);
-    for (GstBuffer* b : ready) gst_buffer_unref(b);
   }
   void drop() {
     for (auto& kv : inputs) gst_buffer_unref(kv.second);
     inputs.clear();
-    for (GstBuffer* b : ready) gst_buffer_unref(b);
-    ready.clear();
     if (chunker) chunker->flush();
   }
 };
@@ -303,8 +302,9 @@ void post_chunk_message(GstQbasicvsr* self, const qbasicvsr::ChunkReport& r) {
 }
 
 // The output callback of the chunker: wraps an upscaled frame into a buffer that carries its
-// input's timestamps and flags, queued for pushing.
-void queue_output(GstQbasicvsr* self, uint64_t tag, qbasicvsr::Image&& img) {
+// input's timestamps and flags and pushes it at once, so that a chunk's 4x frames are not all held
+// (10 frames of 5120x2880 are 440 MB).
+void push_output(GstQbasicvsr* self, uint64_t tag, qbasicvsr::Image&& img) {
   State& st = *self->state;
   const auto it = st.inputs.find(tag);
   GstBuffer* in = it == st.inputs.end() ? nullptr : it->second;
@@ -324,8 +324,17 @@ void queue_output(GstQbasicvsr* self, uint64_t tag, qbasicvsr::Image&& img) {
     gst_buffer_unref(in);
     st.inputs.erase(it);
   }
-  st.ready.push_back(out);
+  img = qbasicvsr::Image();  // freed before downstream works on the buffer
+  if (st.flow == GST_FLOW_OK)
+    st.flow = gst_pad_push(GST_BASE_TRANSFORM_SRC_PAD(self), out);
+  else
+    gst_buffer_unref(out);
 }
+
+// Runs f (a call into the chunker, which pushes what it finishes) and returns what downstream
+// answered, or GST_FLOW_ERROR after an element error.
+template <typename F>
+GstFlowReturn run_chunker(GstQbasicvsr* self, F&& f);
 
 // Runs the error-prone work and turns exceptions into element errors.
 template <typename F>
@@ -342,25 +351,20 @@ bool guarded(GstQbasicvsr* self, F&& f) {
   return false;
 }
 
+template <typename F>
+GstFlowReturn run_chunker(GstQbasicvsr* self, F&& f) {
+  self->state->flow = GST_FLOW_OK;
+  if (!guarded(self, f)) return GST_FLOW_ERROR;
+  return self->state->flow;
+}
+
 // Runs what is still queued (end of stream, discontinuity, new caps or segment) and pushes it.
 GstFlowReturn drain_and_push(GstQbasicvsr* self) {
   State* st = self->state;
   if (!st || !st->chunker) return GST_FLOW_OK;
-  if (!guarded(self, [&] {
-        st->chunker->drain(
-            [&](uint64_t tag, qbasicvsr::Image&& img) { queue_output(self, tag, std::move(img)); });
-      }))
-    return GST_FLOW_ERROR;
-  GstFlowReturn ret = GST_FLOW_OK;
-  while (!st->ready.empty()) {
-    GstBuffer* b = st->ready.front();
-    st->ready.pop_front();
-    if (ret == GST_FLOW_OK)
-      ret = gst_pad_push(GST_BASE_TRANSFORM_SRC_PAD(self), b);
-    else
-      gst_buffer_unref(b);
-  }
-  return ret;
+  return run_chunker(self, [&] {
+    st->chunker->drain([&](uint64_t tag, qbasicvsr::Image&& img) { push_output(self, tag, std::move(img)); });
+  });
 }
 
 gboolean start(GstBaseTransform* trans) {
@@ -447,8 +451,8 @@ gboolean set_caps(GstBaseTransform* trans, GstCaps* incaps, GstCaps* outcaps) {
   return TRUE;
 }
 
-// The base class hands every input buffer here and then calls generate_output() until it returns
-// nothing: frames are held until their chunk runs. Its own submit_input_buffer() runs first, for
+// The base class hands every input buffer here: frames are held until their chunk runs, and the
+// chunk's outputs are pushed from here as they are finished. Its own submit_input_buffer() runs first, for
 // renegotiation after a RECONFIGURE (and QoS, off by default); its `is_discont` is not used: it
 // stays TRUE until the base class itself pushes an output, which an element that holds frames
 // back rarely does, so it says nothing about the stream. Only the buffer's DISCONT flag does.
@@ -484,21 +488,15 @@ GstFlowReturn submit_input_buffer(GstBaseTransform* trans, gboolean is_discont, 
   gst_video_frame_unmap(&frame);
   const uint64_t tag = st->next_tag++;
   st->inputs[tag] = buf;
-  const bool ok = guarded(self, [&] {
+  return run_chunker(self, [&] {
     st->chunker->push(std::move(img), tag,
-                      [&](uint64_t t, qbasicvsr::Image&& out) { queue_output(self, t, std::move(out)); });
+                      [&](uint64_t t, qbasicvsr::Image&& out) { push_output(self, t, std::move(out)); });
   });
-  return ok ? GST_FLOW_OK : GST_FLOW_ERROR;
 }
 
-GstFlowReturn generate_output(GstBaseTransform* trans, GstBuffer** outbuf) {
-  GstQbasicvsr* self = self_of(trans);
+// Outputs are pushed as the chunker finishes them (push_output), so the base class has none.
+GstFlowReturn generate_output(GstBaseTransform*, GstBuffer** outbuf) {
   *outbuf = nullptr;
-  State* st = self->state;
-  if (st && !st->ready.empty()) {
-    *outbuf = st->ready.front();
-    st->ready.pop_front();
-  }
   return GST_FLOW_OK;
 }
 

@@ -222,9 +222,11 @@ double Upscaler::Impl::estimate_bytes(int64_t height, int64_t width, int64_t fra
   // Per LR pixel of every band at once: the flows of the window's pairs (2 directions x 2
   // channels, computed for all bands before any runs) and the carried forward feature.
   const double held = static_cast<double>(frames) * 16 + c * 4;
-  // Per pixel of the frame: the window in float and, when tiled, the finished outputs as bytes.
-  const double frame =
-      static_cast<double>(frames) * 12 + (bands.size() > 1 ? static_cast<double>(emitted) * 48 : 0);
+  // Per pixel of the frame: the window in float, its frames as bytes where the caller holds them
+  // (chunker, element), the output frame being handed over (two 8-bit copies of 16 pixels) and,
+  // when tiled, the finished outputs as bytes.
+  const double frame = static_cast<double>(frames) * (12 + 8) + 96 +
+                       (bands.size() > 1 ? static_cast<double>(emitted) * 48 : 0);
   return kFixedBytes +
          (band * widest + held * all + frame * static_cast<double>(height)) * static_cast<double>(width);
 }
