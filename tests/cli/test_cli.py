@@ -328,7 +328,7 @@ def eval_cases(tmp, shipped):
          and png_size(os.path.join(tmp, "saved", "gt", "00000000.png")) == (96, 64), r.stdout + r.stderr)
     expect_error("eval: no clips", [TOOLS["eval"], "--bicubic"], "--gt")
     expect_error("eval: bad degradation", [TOOLS["eval"], "--bicubic", "--gt", gt, "--degradation", "XY"],
-                 "BI or BD")
+                 "expected BI, BD or BD-duf")
     expect_error("eval: model and bicubic", [TOOLS["eval"], "--bicubic", "-m", shipped, "--gt", gt], "not both")
     expect_error("eval: missing clip", [TOOLS["eval"], "--bicubic", "--gt", os.path.join(tmp, "nope")],
                  "qbasicvsr-eval:")
@@ -429,7 +429,7 @@ def train_cases(tmp, quantized):
     x = os.path.join(tmp, "x.safetensors")
     expect_error("train: no clips", [TOOLS["train"], "-o", x], "--clips")
     expect_error("train: bad arch", base[:3] + ["--arch", "4", "-o", x], "--arch must be C,N")
-    expect_error("train: bad degradation", base[:3] + ["--degradation", "XX", "-o", x], "BI or BD")
+    expect_error("train: bad degradation", base[:3] + ["--degradation", "XX", "-o", x], "expected BI, BD or BD-duf")
     expect_error("train: clip shorter than --frames", base + ["--frames", "9", "-o", x], "needs at least")
     expect_error("train: crop larger than the frames", base + ["--crop", "20", "-o", x], "too small for LR crops")
     expect_error("train: quantized init", [TOOLS["train"], "--clips", clip, "--init", quantized, "-o", x], "quantized")
