@@ -139,8 +139,11 @@ VideoComplexity Upscaler::analyze(const std::vector<Image>& frames) {
 
 namespace {
 
-// What the memory estimate adds on top of per-pixel costs: the libraries, reconstruction bands.
-constexpr double kFixedBytes = 700.0 * (1 << 20);
+// What the memory estimate adds on top of per-pixel costs: the libraries, the model, the int8
+// primitives, reconstruction bands. This and SPyNet's per-pixel cost below were fitted to peak
+// RSS measured with the official 64/30 weights in int8 through the element (docs/PERF.md, "Large
+// frames"): 640x360 under 1500 MB and 1280x720 under 4096 MB.
+constexpr double kFixedBytes = 600.0 * (1 << 20);
 // Smallest band of LR rows worth running.
 constexpr int64_t kMinTileRows = 16;
 
@@ -217,8 +220,9 @@ double Upscaler::Impl::estimate_bytes(int64_t height, int64_t width, int64_t fra
     all += static_cast<double>(b.ext1 - b.ext0);
   }
   // Per LR pixel of the band being run: its kept backward features, SPyNet's widest level for a
-  // batch of 8 images (three live 64-channel tensors), the trunks' transients.
-  const double band = static_cast<double>(emitted) * c * 4 + 8 * 64 * 4 * 3 + 12 * c * 4;
+  // batch of 8 images (four live 64-channel tensors: three, and the convolutions' scratch), the
+  // trunks' transients.
+  const double band = static_cast<double>(emitted) * c * 4 + 8 * 64 * 4 * 4 + 12 * c * 4;
   // Per LR pixel of every band at once: the flows of the window's pairs (2 directions x 2
   // channels, computed for all bands before any runs) and the carried forward feature.
   const double held = static_cast<double>(frames) * 16 + c * 4;
