@@ -12,13 +12,35 @@ Chunker::Chunker(Upscaler& upscaler, const ChunkerOptions& options) : upscaler_(
 }
 
 void Chunker::push(Image frame, uint64_t tag, const Output& out) {
-  queue({std::move(frame), tag, true}, out);
+  if (lookahead_started_) throw Error("frames to output must come before the lookahead frames");
+  queue({std::move(frame), tag, Kind::Output}, out);
 }
 
 void Chunker::prime(Image frame) {
-  if (std::any_of(pending_.begin(), pending_.end(), [](const Entry& e) { return e.output; }))
+  if (lookahead_started_ ||
+      std::any_of(pending_.begin(), pending_.end(), [](const Entry& e) { return e.kind == Kind::Output; }))
     throw Error("frames to prime must come before the frames to output");
-  queue({std::move(frame), 0, false}, {});
+  queue({std::move(frame), 0, Kind::Primed}, {});
+}
+
+void Chunker::lookahead(Image frame) {
+  lookahead_started_ = true;
+  // Lookahead frames never start a chunk of their own: finish() runs the chunks with outputs.
+  pending_.push_back({std::move(frame), 0, Kind::Lookahead});
+}
+
+void Chunker::finish(const Output& out) {
+  const auto c = static_cast<std::size_t>(options_.chunk_size),
+             k = static_cast<std::size_t>(options_.overlap);
+  auto has_output = [&] {
+    return std::any_of(pending_.begin(), pending_.end(),
+                       [](const Entry& e) { return e.kind == Kind::Output; });
+  };
+  while (has_output()) {
+    const std::size_t n = std::min(c, pending_.size());
+    run(n, std::min(k, pending_.size() - n), out);
+  }
+  flush();
 }
 
 void Chunker::queue(Entry entry, const Output& out) {
@@ -36,11 +58,13 @@ void Chunker::drain(const Output& out) {
     run(n, std::min(k, pending_.size() - n), out);
   }
   state_.reset();
+  lookahead_started_ = false;
 }
 
 void Chunker::flush() {
   pending_.clear();
   state_.reset();
+  lookahead_started_ = false;
 }
 
 void Chunker::run(std::size_t n_out, std::size_t n_lookahead, const Output& out) {
@@ -49,7 +73,7 @@ void Chunker::run(std::size_t n_out, std::size_t n_lookahead, const Output& out)
   for (std::size_t i = 0; i < n_out + n_lookahead; ++i) window.push_back(pending_[i].frame);
   const auto outputs = static_cast<std::size_t>(
       std::count_if(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n_out),
-                    [](const Entry& e) { return e.output; }));
+                    [](const Entry& e) { return e.kind == Kind::Output; }));
   const bool output = outputs > 0;
   ChunkReport report;
   report.frames = outputs;
@@ -59,11 +83,26 @@ void Chunker::run(std::size_t n_out, std::size_t n_lookahead, const Output& out)
   std::function<void(std::size_t, Image &&)> sink;
   if (output)
     sink = [&](std::size_t i, Image&& frame) {
-      if (pending_[i].output) out(pending_[i].tag, std::move(frame));
+      if (pending_[i].kind == Kind::Output) out(pending_[i].tag, std::move(frame));
     };
   report.clip = upscaler_.upscale_chunk(window, n_out, state_, sink);
   pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n_out));
   if (output && report_) report_(report);
+}
+
+Segment plan_segment(std::size_t frames, int index, int count, const ChunkerOptions& options,
+                     std::size_t warmup) {
+  if (count < 1 || index < 1 || index > count)
+    throw Error("segment " + std::to_string(index) + "/" + std::to_string(count) + ": K/N needs 1 <= K <= N");
+  const auto c = static_cast<std::size_t>(options.chunk_size);
+  const std::size_t chunks = (frames + c - 1) / c;
+  Segment s;
+  s.begin =
+      std::min(frames, chunks * static_cast<std::size_t>(index - 1) / static_cast<std::size_t>(count) * c);
+  s.end = std::min(frames, chunks * static_cast<std::size_t>(index) / static_cast<std::size_t>(count) * c);
+  s.warmup_begin = s.begin - std::min(s.begin, warmup);
+  s.lookahead_end = std::min(frames, s.end + static_cast<std::size_t>(options.overlap));
+  return s;
 }
 
 }  // namespace qbasicvsr

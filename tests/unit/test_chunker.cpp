@@ -333,3 +333,44 @@ TEST_F(ChunkerTest, QuantizedStreamsPickTheirBitsPerChunkAndResumeExactly) {
   ASSERT_EQ(resumed_reports.size(), 2u);
   EXPECT_EQ(resumed_reports[0].clip.complexity.C_V, reports[1].clip.complexity.C_V);
 }
+
+TEST_F(ChunkerTest, SegmentsWithEveryEarlierFrameAsWarmupGiveTheUninterruptedRun) {
+  Upscaler up(model, options());
+  const auto clip = random_clip(11, 6, 5, 31);
+  const ChunkerOptions o{3, 2};
+  const auto whole = chunked(up, clip, o);
+  std::vector<std::size_t> done;
+  for (int k = 1; k <= 3; ++k) {
+    const Segment s = plan_segment(clip.size(), k, 3, o);
+    Chunker ch(up, o);
+    auto out = [&](uint64_t tag, Image&& f) {
+      EXPECT_EQ(f.rgb, whole[tag].rgb) << "segment " << k << ", frame " << tag;
+      done.push_back(tag);
+    };
+    for (std::size_t i = s.warmup_begin; i < s.begin; ++i) ch.prime(clip[i]);
+    for (std::size_t i = s.begin; i < s.end; ++i) ch.push(clip[i], i, out);
+    for (std::size_t i = s.end; i < s.lookahead_end; ++i) ch.lookahead(clip[i]);
+    ch.finish(out);
+  }
+  // 4 chunks over 3 segments: frames 0-2, 3-5, 6-10; each frame once, in order.
+  std::vector<std::size_t> all(clip.size());
+  for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+  EXPECT_EQ(done, all);
+  EXPECT_EQ(plan_segment(11, 2, 3, o).begin, 3u);
+  EXPECT_EQ(plan_segment(11, 2, 3, o).lookahead_end, 8u);
+  EXPECT_EQ(plan_segment(11, 3, 3, o, 4).warmup_begin, 2u);
+  EXPECT_NE(test::error_of([&] { plan_segment(11, 0, 3, o); }), "");
+  EXPECT_NE(test::error_of([&] { plan_segment(11, 4, 3, o); }), "");
+  // Outputs after lookahead frames are refused; a short warm-up is not exact (the test can fail).
+  Chunker ch(up, o);
+  ch.lookahead(clip[0]);
+  EXPECT_NE(test::error_of([&] { ch.push(clip[1], 1, [](uint64_t, Image&&) {}); }), "");
+  const Segment s = plan_segment(clip.size(), 3, 3, o, 1);
+  Chunker short_warmup(up, o);
+  std::vector<Image> got;
+  for (std::size_t i = s.warmup_begin; i < s.begin; ++i) short_warmup.prime(clip[i]);
+  for (std::size_t i = s.begin; i < s.end; ++i)
+    short_warmup.push(clip[i], i, [&](uint64_t, Image&& f) { got.push_back(f); });
+  short_warmup.finish([&](uint64_t, Image&& f) { got.push_back(f); });
+  EXPECT_NE(got[0].rgb, whole[s.begin].rgb);
+}

@@ -50,6 +50,13 @@ class Chunker {
   // over it (no reconstruction), so that a job resumed at a chunk border, primed with every
   // frame before it, gives exactly the chunks an uninterrupted run would have.
   void prime(Image frame);
+  // Adds a frame after the last one to output: lookahead for the backward branch only. A segment
+  // of a longer clip ends with the `overlap` frames after it, so that its last chunk gets the
+  // lookahead an uninterrupted run gives it.
+  void lookahead(Image frame);
+  // Runs the chunks that hold frames to output (lookahead frames after them only steer them),
+  // then ends the stream.
+  void finish(const Output& out);
 
   // Frames pushed and not yet output.
   std::size_t pending() const { return pending_.size(); }
@@ -59,10 +66,11 @@ class Chunker {
   void on_report(Report report) { report_ = std::move(report); }
 
  private:
+  enum class Kind { Primed, Output, Lookahead };
   struct Entry {
     Image frame;
     uint64_t tag;
-    bool output;  // false: primed
+    Kind kind;
   };
   void queue(Entry entry, const Output& out);
   void run(std::size_t n_out, std::size_t n_lookahead, const Output& out);
@@ -72,6 +80,20 @@ class Chunker {
   std::deque<Entry> pending_;  // not yet run as part of a chunk
   StreamState state_;          // the forward branch, carried between chunks
   Report report_;
+  bool lookahead_started_ = false;  // lookahead frames came: no more output frames
 };
+
+// One of N segments of a clip, cut at chunk borders, for running on several machines: frames
+// [begin, end) are output; [warmup_begin, begin) are primed (the forward branch's warm-up) and
+// [end, lookahead_end) are the last chunk's lookahead. With every earlier frame as warm-up the
+// segments give exactly the frames of one uninterrupted run.
+struct Segment {
+  std::size_t warmup_begin = 0, begin = 0, end = 0, lookahead_end = 0;
+};
+// Segment `index` (1-based) of `count` over `frames` frames, with up to `warmup` frames of warm-up
+// (SIZE_MAX: all). Throws Error for an index outside 1..count. Segments may be empty when there are
+// fewer chunks than segments.
+Segment plan_segment(std::size_t frames, int index, int count, const ChunkerOptions& options,
+                     std::size_t warmup = SIZE_MAX);
 
 }  // namespace qbasicvsr
