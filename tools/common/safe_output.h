@@ -77,6 +77,44 @@ class OutputLock {
   int fd_ = -1;
 };
 
+// A file that takes shape under a temporary name beside its destination (".NAME.partial"), locked
+// against a second job on the same output, and removed unless commit() put it in place: an error,
+// an exception or a signal anywhere before that leaves neither the partial file nor a damaged
+// destination behind.
+class PartialFile {
+ public:
+  explicit PartialFile(const fs::path& destination)
+      : destination_(destination),
+        path_(destination.parent_path() / ("." + destination.filename().string() + ".partial")),
+        lock_(path_.string(), destination.string(), true) {}
+  ~PartialFile() { discard(); }
+  PartialFile(const PartialFile&) = delete;
+  PartialFile& operator=(const PartialFile&) = delete;
+
+  const fs::path& path() const { return path_; }
+  void discard() {
+    std::error_code ec;
+    if (!committed_) fs::remove(path_, ec);
+    committed_ = true;
+  }
+  // Renames the finished file into place; throws (and removes it) when that fails.
+  void commit(const std::string& what) {
+    std::error_code ec;
+    fs::rename(path_, destination_, ec);
+    if (ec) {
+      discard();
+      throw Error(destination_.string() + ": cannot rename the finished " + what + " into place (" +
+                  ec.message() + ")");
+    }
+    committed_ = true;
+  }
+
+ private:
+  fs::path destination_, path_;
+  OutputLock lock_;  // after path_: taken once the path is known, released after the removal
+  bool committed_ = false;
+};
+
 // SIGINT and SIGTERM: the first asks the work loop to stop at the next safe point, a second one
 // to abort. exit_code() is the shell's convention, 128 + the signal (130, 143).
 class Interrupts {
