@@ -6,7 +6,7 @@ cd "$(dirname "$0")/../.."
 
 packages=(
   g++ meson ninja-build pkg-config ccache
-  libtorch-dev libdnnl-dev python3-torch python3-numpy python3-pil
+  libtorch-dev libdnnl-dev python3-torch python3-numpy python3-pil python3-yaml parallel
   nlohmann-json3-dev libzip-dev libopencv-imgcodecs-dev libgtest-dev
   clang clang-format libclang-rt-14-dev
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools

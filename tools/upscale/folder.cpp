@@ -68,7 +68,15 @@ int upscale_folder(const Job& job, const Model& model, const std::string& input,
   fs::create_directories(output, ec);
   if (!fs::is_directory(output, ec)) throw Error(output + ": cannot create output folder");
   cli::check_writable_folder(output);
-  const cli::OutputLock lock(output, output, false);
+  // Segments of one job write into one folder side by side: each locks its own part of it.
+  const bool whole = job.segments == 1;
+  const std::string lock_path =
+      whole ? output
+            : (fs::path(output) / (".qbasicvsr-segment-" + std::to_string(job.segment) + "-of-" +
+                                   std::to_string(job.segments) + ".lock"))
+                  .string();
+  const cli::OutputLock lock(
+      lock_path, output + (whole ? "" : " (segment " + std::to_string(job.segment) + ")"), !whole);
   auto out_path = [&](std::size_t i) { return (fs::path(output) / fs::path(files[i]).filename()).string(); };
 
   // Every frame must match the first one's size and depth.
@@ -82,12 +90,14 @@ int upscale_folder(const Job& job, const Model& model, const std::string& input,
 
   Upscaler upscaler(model, job.options);
   warn_memory(upscaler, job, first.width, first.height);
+  const Segment seg = plan_segment(files.size(), job.segment, job.segments, job.chunking, job.warmup);
   // Resume at the chunk that holds the first frame OUTPUT lacks (or has incomplete).
-  std::size_t start = 0;
+  std::size_t start = seg.begin;
   if (job.resume) {
-    std::size_t missing = 0;
-    while (missing < files.size() && complete(out_path(missing), first)) ++missing;
-    start = missing / static_cast<std::size_t>(job.chunking.chunk_size) * job.chunking.chunk_size;
+    std::size_t missing = seg.begin;
+    while (missing < seg.end && complete(out_path(missing), first)) ++missing;
+    const auto c = static_cast<std::size_t>(job.chunking.chunk_size);
+    start = seg.begin + (missing - seg.begin) / c * c;
   }
   Progress progress;
   // The settings on a terminal; a script's log gets the one line that matters (resumed, error).
@@ -95,15 +105,21 @@ int upscale_folder(const Job& job, const Model& model, const std::string& input,
     std::fprintf(stderr, "qbasicvsr-upscale: %zu frames %s, model %s (%s), %s\n", files.size(),
                  size_of(first).c_str(), job.model_path.c_str(), model.arch.summary().c_str(),
                  precision_name(upscaler.options().precision));
-  if (start) std::fprintf(stderr, "qbasicvsr-upscale: resuming at frame %zu\n", start);
-  if (start >= files.size()) {
-    std::fprintf(stderr, "qbasicvsr-upscale: %s already holds every frame\n", output.c_str());
+  if (!whole)
+    std::fprintf(stderr,
+                 "qbasicvsr-upscale: segment %d/%d: frames %zu..%zu (warm-up from %zu, lookahead to %zu)\n",
+                 job.segment, job.segments, seg.begin, seg.end, seg.warmup_begin, seg.lookahead_end);
+  if (start > seg.begin) std::fprintf(stderr, "qbasicvsr-upscale: resuming at frame %zu\n", start);
+  if (start >= seg.end) {
+    std::fprintf(stderr, "qbasicvsr-upscale: %s already holds every frame%s\n", output.c_str(),
+                 whole ? "" : " of the segment");
     return 0;
   }
   Chunker chunker(upscaler, job.chunking);
-  // The forward branch reaches back to the first frame: it runs again over the frames done (no
-  // reconstruction), so that the rest comes out exactly as in an uninterrupted run.
-  for (std::size_t i = 0; i < start; ++i) chunker.prime(read(i).color);
+  // The forward branch reaches back to the first frame (or the segment's warm-up): it runs again
+  // over the frames before `start` (no reconstruction), so that the rest comes out exactly as in
+  // an uninterrupted run.
+  for (std::size_t i = seg.warmup_begin; i < start; ++i) chunker.prime(read(i).color);
   std::size_t done = 0;
   ChunkReport last;
   Summary summary;
@@ -127,9 +143,9 @@ int upscale_folder(const Job& job, const Model& model, const std::string& input,
     if (!e.alpha.empty()) p.alpha = enlarge(e.alpha, first.width, first.height);
     extras.erase(i);
     write_picture(out_path(i), p);
-    progress.update(++done, files.size() - start);
+    progress.update(++done, seg.end - start);
   };
-  for (std::size_t i = start; i < files.size(); ++i) {
+  for (std::size_t i = start; i < seg.end; ++i) {
     if (cli::Interrupts::count() > 0) {
       // Stopped between chunks: every frame written is complete, and --resume redoes the rest.
       std::fprintf(stderr, "\nqbasicvsr-upscale: stopped by %s after %zu frames; --resume continues\n",
@@ -140,8 +156,9 @@ int upscale_folder(const Job& job, const Model& model, const std::string& input,
     extras[i] = {p.grey, std::move(p.alpha)};
     chunker.push(std::move(p.color), i, write);
   }
-  chunker.drain(write);
-  progress.update(done, files.size() - start, true);
+  for (std::size_t i = seg.end; i < seg.lookahead_end; ++i) chunker.lookahead(read(i).color);
+  chunker.finish(write);
+  progress.update(done, seg.end - start, true);
   const double s = progress.seconds();
   std::fprintf(stderr, "%s%zu frames in %.1f s (%.2f s/frame) -> %s\n", progress.tty ? "\n" : "", done, s,
                s / static_cast<double>(std::max<std::size_t>(done, 1)), output.c_str());

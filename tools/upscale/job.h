@@ -22,7 +22,16 @@ struct Job {
   bool resume = false;
   bool json = false;
   bool keep_going = false;  // a damaged or truncated input ends with a warning, not an error
+  bool lossless = false;    // video: H.264 at quantizer 0 (4:4:4), for archives and exact merges
+  // --segment K/N: only segment K (1-based) of N, with up to `warmup` frames of forward warm-up
+  // before it (SIZE_MAX: every earlier frame, which gives exactly the one-process frames).
+  int segment = 1, segments = 1;
+  std::size_t warmup = SIZE_MAX;
+  int merge = 0;  // --merge N: join the N segment pieces of a video into OUTPUT
 };
+
+// The piece of OUTPUT that segment K of N writes: OUTPUT.partKofN.mkv.
+std::string segment_piece(const std::string& output, int index, int count);
 
 // Progress on a terminal: frames, rate, ETA.
 struct Progress {
@@ -50,5 +59,11 @@ void warn_memory(const Upscaler& upscaler, const Job& job, int width, int height
 
 int upscale_folder(const Job& job, const Model& model, const std::string& input, const std::string& output);
 int upscale_video(const Job& job, const Model& model, const std::string& input, const std::string& output);
+// A segment of a video: decoded frames through the chunker (warm-up, outputs, lookahead), encoded
+// into its piece with the frames' own timestamps.
+int upscale_video_segment(const Job& job, const Model& model, const std::string& input,
+                          const std::string& output);
+// Joins the pieces without re-encoding and copies the audio from INPUT.
+int merge_segments(const Job& job, const std::string& input, const std::string& output);
 
 }  // namespace qbasicvsr::upscale

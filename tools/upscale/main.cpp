@@ -19,7 +19,9 @@ constexpr const char* kUsage =
     "Usage: qbasicvsr-upscale [-m MODEL] [-p fp32|fake|int8] [--bits B] [--scope partial|full]\n"
     "                         [--no-adapt] [--chunk N] [--overlap K] [--threads N] [--device cpu]\n"
     "                         [--tile-size R] [--tile-overlap R] [--max-memory MB] [--resume]\n"
-    "                         [--keep-going] [--json] INPUT OUTPUT\n"
+    "                         [--keep-going] [--lossless] [--segment K/N [--warmup W]] [--json]\n"
+    "                         INPUT OUTPUT\n"
+    "       qbasicvsr-upscale --merge N INPUT OUTPUT\n"
     "\n"
     "Upscales a clip x4 with a BasicVSR model, in chunks of N frames: the forward propagation\n"
     "runs on from chunk to chunk, the backward one sees K frames past each chunk.\n"
@@ -56,6 +58,14 @@ constexpr const char* kUsage =
     "  --resume          frame folders: keep the complete frames OUTPUT already has\n"
     "  --keep-going      a damaged or truncated video input ends with a warning naming the\n"
     "                    frames written, instead of an error\n"
+    "  --lossless        video output: H.264 at quantizer 0 in 4:4:4 (.mp4, .mov, .mkv)\n"
+    "  --segment K/N     only segment K (1..N) of N, cut at chunk borders, for running a job on\n"
+    "                    several processes or machines (examples/scale/): frame folders get\n"
+    "                    their frames in OUTPUT, videos a piece OUTPUT.partKofN.mkv for --merge\n"
+    "  --warmup W        frames before a segment that warm up its forward propagation; default\n"
+    "                    all (the segments then equal one uninterrupted run exactly)\n"
+    "  --merge N         join the N pieces OUTPUT.part1ofN.mkv ... into OUTPUT without\n"
+    "                    re-encoding the video, with the audio of INPUT; the pieces are removed\n"
     "  --json            one JSON object on stdout: frames, mean_bits, notes[] and chunks[]\n"
     "                    (frames, context, carried, C_V, b_V, mean_bits, ms, tiles) of the chunks\n"
     "  -h, --help        this text\n";
@@ -119,6 +129,10 @@ void warn_memory(const Upscaler& upscaler, const Job& job, int width, int height
                  width, height, mb, o.max_memory_mb, mb - o.max_memory_mb);
 }
 
+std::string segment_piece(const std::string& output, int index, int count) {
+  return output + ".part" + std::to_string(index) + "of" + std::to_string(count) + ".mkv";
+}
+
 }  // namespace qbasicvsr::upscale
 
 int main(int argc, char** argv) {
@@ -128,9 +142,11 @@ int main(int argc, char** argv) {
   cli::Args args("qbasicvsr-upscale", upscale::kUsage);
   args.value("-m", "--model");
   cli::precision_options(args);
-  for (const char* v : {"--chunk", "--overlap", "--tile-size", "--tile-overlap", "--max-memory"})
+  for (const char* v : {"--chunk", "--overlap", "--tile-size", "--tile-overlap", "--max-memory", "--segment",
+                        "--warmup", "--merge"})
     args.value("", v);
   args.flag("--resume");
+  args.flag("--lossless");
   args.flag("--keep-going");
   args.flag("--json");
   args.parse(argc, argv);
@@ -142,6 +158,27 @@ int main(int argc, char** argv) {
     const bool folder = fs::is_directory(input, ec);
     cli::check_output_is_not_input(input, output, folder);
     upscale::Job job;
+    job.json = args.has("--json");
+    if (args.has("--merge")) {
+      if (folder)
+        args.die("--merge joins the pieces of a video; the segments of a frame folder need no merge");
+      job.merge = static_cast<int>(args.get_int("--merge", 1, 1, 100000));
+      cli::Interrupts::install();
+      return upscale::merge_segments(job, input, output);
+    }
+    if (args.has("--segment")) {
+      const std::string s = args.get("--segment");
+      const auto slash = s.find('/');
+      char* end = nullptr;
+      const long k = slash == std::string::npos ? 0 : std::strtol(s.c_str(), &end, 10);
+      const long n = slash == std::string::npos ? 0 : std::strtol(s.c_str() + slash + 1, nullptr, 10);
+      if (slash == std::string::npos || end != s.c_str() + slash || n < 1 || n > 100000 || k < 1 || k > n)
+        args.die("--segment must be K/N with 1 <= K <= N, got \"" + s + "\"");
+      job.segment = static_cast<int>(k);
+      job.segments = static_cast<int>(n);
+    }
+    if (args.has("--warmup") && args.get("--warmup") != "all")
+      job.warmup = static_cast<std::size_t>(args.get_int("--warmup", 0, 0, 1L << 40));
     job.model_path = resolve_model(args.get("--model"));
     // Loaded here for an early, clear error; the element loads its own copy.
     const Model model = load_model(job.model_path);
@@ -154,9 +191,10 @@ int main(int argc, char** argv) {
     job.chunking.overlap = static_cast<int>(args.get_int("--overlap", defaults.overlap, 0, 1000));
     job.resume = args.has("--resume");
     job.keep_going = args.has("--keep-going");
-    job.json = args.has("--json");
+    job.lossless = args.has("--lossless");
     cli::Interrupts::install();
     if (folder) return upscale::upscale_folder(job, model, input, output);
+    if (job.segments > 1) return upscale::upscale_video_segment(job, model, input, output);
     return upscale::upscale_video(job, model, input, output);
   });
 }

@@ -4,6 +4,7 @@
 // temporary name and renamed when complete; errors come from the bus with their real cause; a
 // truncated or damaged input is an error (or, with --keep-going, a warning naming the frames).
 #include <gst/app/gstappsink.h>
+#include <gst/app/gstappsrc.h>
 #include <gst/gst.h>
 #include <gst/pbutils/pbutils.h>
 #include <gst/video/video.h>
@@ -11,12 +12,14 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <thread>
 
 #include "common/clip.h"
 #include "common/mp4_index.h"
 #include "common/safe_output.h"
+#include "common/video_frames.h"
 #include "gstqbasicvsr.h"
 #include "qbasicvsr/image.h"
 #include "upscale/job.h"
@@ -28,19 +31,28 @@ namespace {
 namespace fs = std::filesystem;
 
 struct Encoding {
-  const char* video;  // encoder (and caps) for the upscaled frames
+  std::string video;  // encoder (and caps) for the upscaled frames
   const char* audio;  // encoder for audio the container cannot take as it is
   const char* mux;
+  const char* parser;  // for joining encoded pieces
 };
 
-Encoding encoding_for(const std::string& path) {
+// `pieces`: segment pieces are joined later, so no frame may reference another piece's frames
+// in decoding order (no B-frames: their DTS would run back across a join).
+Encoding encoding_for(const std::string& path, bool lossless, bool pieces = false) {
   std::string ext = fs::path(path).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+  const std::string h264 = std::string(lossless ? "capsfilter caps=video/x-raw,format=Y444 ! " : "") +
+                           "x264enc speed-preset=faster" + (lossless ? " pass=quant quantizer=0" : "") +
+                           (pieces ? " bframes=0" : "");
   if (ext == ".mp4" || ext == ".m4v" || ext == ".mov")
-    return {"x264enc speed-preset=faster ! capsfilter caps=video/x-h264,profile=high", "avenc_aac",
-            ext == ".mov" ? "qtmux" : "mp4mux"};
-  if (ext == ".mkv") return {"x264enc speed-preset=faster", "vorbisenc", "matroskamux"};
-  if (ext == ".webm") return {"vp9enc deadline=1 cpu-used=4 row-mt=true", "opusenc", "webmmux"};
+    return {h264 + (lossless ? "" : " ! capsfilter caps=video/x-h264,profile=high"), "avenc_aac",
+            ext == ".mov" ? "qtmux" : "mp4mux", "h264parse"};
+  if (ext == ".mkv") return {h264, "vorbisenc", "matroskamux", "h264parse"};
+  if (ext == ".webm") {
+    if (lossless) throw Error(path + ": --lossless writes H.264 (.mp4, .mov, .mkv), not WebM");
+    return {"vp9enc deadline=1 cpu-used=4 row-mt=true", "opusenc", "webmmux", "vp9parse"};
+  }
   throw Error(path + ": unknown output container \"" + ext +
               "\" (use .mp4, .m4v, .mov, .mkv or .webm, or a folder for PNG frames)");
 }
@@ -251,7 +263,7 @@ void link_video(Context* ctx, GstPad* pad) {
   g_object_set(out_queue, "max-size-buffers", 4, nullptr);
   GstElement* tail = nullptr;
   if (ctx->frames_dir.empty()) {
-    tail = add_bin(ctx, std::string("videoconvert ! ") + ctx->enc.video + " ! queue");
+    tail = add_bin(ctx, "videoconvert ! " + ctx->enc.video + " ! queue");
   } else {
     tail = add_element(ctx, "appsink");
     g_object_set(tail, "sync", FALSE, "max-buffers", 4, nullptr);
@@ -432,6 +444,7 @@ int upscale_video(const Job& job, const Model& model, const std::string& input, 
   const bool frames_out =
       fs::is_directory(output, ec) || output.back() == '/' || !fs::path(output).has_extension();
   std::unique_ptr<cli::OutputLock> lock;
+  std::unique_ptr<cli::PartialFile> file;
   fs::path partial;
   if (frames_out) {
     fs::create_directories(output, ec);
@@ -440,12 +453,11 @@ int upscale_video(const Job& job, const Model& model, const std::string& input, 
     lock = std::make_unique<cli::OutputLock>(output, output, false);
     ctx.frames_dir = output;
   } else {
-    ctx.enc = encoding_for(output);
+    ctx.enc = encoding_for(output, job.lossless);
     const fs::path out(output);
     cli::check_writable_folder(out.parent_path());
-    // The file takes shape under a temporary name, locked against a second job on the same output.
-    partial = out.parent_path() / ("." + out.filename().string() + ".partial");
-    lock = std::make_unique<cli::OutputLock>(partial.string(), output, true);
+    file = std::make_unique<cli::PartialFile>(out);
+    partial = file->path();
   }
   const InputInfo info = probe_input(input);
 
@@ -579,7 +591,7 @@ int upscale_video(const Job& job, const Model& model, const std::string& input, 
   cleanup();
   const std::size_t frames = ctx.frames.load();
   auto discard = [&] {
-    if (!partial.empty()) fs::remove(partial, ec);
+    if (file) file->discard();
   };
   if (aborted) {
     discard();
@@ -628,13 +640,7 @@ int upscale_video(const Job& job, const Model& model, const std::string& input, 
     }
     warnings.push_back(what);
   }
-  if (!partial.empty()) {
-    fs::rename(partial, output, ec);
-    if (ec) {
-      discard();
-      throw Error(output + ": cannot rename the finished file into place (" + ec.message() + ")");
-    }
-  }
+  if (file) file->commit("file");
   for (const auto& w : warnings) {
     std::fprintf(stderr, "%sqbasicvsr-upscale: warning: %s; %zu frames written\n", progress.tty ? "\n" : "",
                  w.c_str(), frames);
@@ -654,6 +660,335 @@ int upscale_video(const Job& job, const Model& model, const std::string& input, 
     std::fprintf(stderr, "qbasicvsr-upscale: stopped by %s: %s holds the first %zu frames\n",
                  cli::Interrupts::name(), output.c_str(), frames);
     return cli::Interrupts::exit_code();
+  }
+  return 0;
+}
+
+// ---- Segments of a video job and their merge ----------------------------------------------------
+
+namespace {
+
+// Frames the container announces (an MP4/MOV index, else duration x rate): every segment of a job
+// plans with the same number, and the last segment takes whatever follows.
+std::size_t announced_frames(const std::string& input, const InputInfo& info) {
+  if (const auto n = cli::mp4_video_samples(input)) return static_cast<std::size_t>(*n);
+  if (info.fps_n > 0 && GST_CLOCK_TIME_IS_VALID(info.duration))
+    return static_cast<std::size_t>(gst_util_uint64_scale_round(
+        info.duration, static_cast<guint64>(info.fps_n), static_cast<guint64>(info.fps_d) * GST_SECOND));
+  throw Error(input +
+              ": its frame count is unknown (no index, duration or frame rate), so it cannot be cut into "
+              "segments");
+}
+
+Segment video_segment(const Job& job, std::size_t frames, int index, int count) {
+  Segment s = plan_segment(frames, index, count, job.chunking, job.warmup);
+  if (index == count) s.end = s.lookahead_end = SIZE_MAX;  // to the last frame that decodes
+  return s;
+}
+
+std::string bus_error(GstBus* bus) {
+  std::string error;
+  while (GstMessage* m = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR)) {
+    if (error.empty()) error = message_text(m);
+    gst_message_unref(m);
+  }
+  return error;
+}
+
+// Encodes RGB frames with their own timestamps into a Matroska file: appsrc -> encoder -> muxer.
+class VideoWriter {
+ public:
+  VideoWriter(const std::string& path, const Encoding& enc, int width, int height, int fps_n, int fps_d) {
+    pipeline_ = gst_pipeline_new("piece");
+    src_ = gst_element_factory_make("appsrc", nullptr);
+    GstElement* queue = gst_element_factory_make("queue", nullptr);
+    GstElement* convert = gst_element_factory_make("videoconvert", nullptr);
+    GError* err = nullptr;
+    GstElement* encoder = gst_parse_bin_from_description(enc.video.c_str(), TRUE, &err);
+    if (err) g_error_free(err);
+    GstElement* mux = gst_element_factory_make("matroskamux", nullptr);
+    GstElement* sink = gst_element_factory_make("filesink", nullptr);
+    if (!src_ || !queue || !convert || !encoder || !mux || !sink)
+      throw Error("missing GStreamer elements for " + enc.video + " into Matroska");
+    gst_bin_add_many(GST_BIN(pipeline_), src_, queue, convert, encoder, mux, sink, nullptr);
+    GstCaps* caps = gst_caps_new_simple("video/x-raw", "format", G_TYPE_STRING, "RGB", "width", G_TYPE_INT,
+                                        width, "height", G_TYPE_INT, height, "framerate", GST_TYPE_FRACTION,
+                                        std::max(fps_n, 0), std::max(fps_d, 1), nullptr);
+    g_object_set(src_, "caps", caps, "format", GST_FORMAT_TIME, "block", TRUE, "max-bytes",
+                 static_cast<guint64>(4) * 3 * width * height, nullptr);
+    gst_caps_unref(caps);
+    g_object_set(sink, "location", path.c_str(), nullptr);
+    if (!gst_element_link_many(src_, queue, convert, encoder, mux, sink, nullptr))
+      throw Error("cannot link the encoder of a segment piece");
+    bus_ = gst_element_get_bus(pipeline_);
+    if (gst_element_set_state(pipeline_, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)
+      throw Error(path + ": " + (bus_error(bus_).empty() ? "cannot start writing" : bus_error(bus_)));
+  }
+  ~VideoWriter() {
+    gst_element_set_state(pipeline_, GST_STATE_NULL);
+    gst_object_unref(bus_);
+    gst_object_unref(pipeline_);
+  }
+  VideoWriter(const VideoWriter&) = delete;
+  VideoWriter& operator=(const VideoWriter&) = delete;
+
+  void push(const Image& img, GstClockTime pts, GstClockTime duration) {
+    GstBuffer* b = gst_buffer_new_allocate(nullptr, img.rgb.size(), nullptr);
+    gst_buffer_fill(b, 0, img.rgb.data(), img.rgb.size());
+    GST_BUFFER_PTS(b) = pts;
+    GST_BUFFER_DURATION(b) = duration;
+    if (gst_app_src_push_buffer(GST_APP_SRC(src_), b) != GST_FLOW_OK || !(error_ = bus_error(bus_)).empty())
+      throw Error("writing a segment piece: " +
+                  (error_.empty() ? std::string("the encoder stopped") : error_));
+  }
+  void finish() {
+    gst_app_src_end_of_stream(GST_APP_SRC(src_));
+    GstMessage* m = gst_bus_timed_pop_filtered(
+        bus_, GST_CLOCK_TIME_NONE, static_cast<GstMessageType>(GST_MESSAGE_ERROR | GST_MESSAGE_EOS));
+    const bool ok = m && GST_MESSAGE_TYPE(m) == GST_MESSAGE_EOS;
+    const std::string why = ok || !m ? "" : message_text(m);
+    if (m) gst_message_unref(m);
+    if (!ok) throw Error("writing a segment piece: " + why);
+  }
+
+ private:
+  GstElement* pipeline_ = nullptr;
+  GstElement* src_ = nullptr;
+  GstBus* bus_ = nullptr;
+  std::string error_;
+};
+
+}  // namespace
+
+int upscale_video_segment(const Job& job, const Model& model, const std::string& input,
+                          const std::string& output) {
+  if (job.resume)
+    throw Error("--resume works on frame folders only (a failed video segment is run again whole)");
+  const std::string piece = segment_piece(output, job.segment, job.segments);
+  const Encoding enc = encoding_for(output, job.lossless, true);
+  const fs::path out(piece);
+  cli::check_writable_folder(out.parent_path());
+  cli::PartialFile file(out);
+  const fs::path& partial = file.path();
+  const InputInfo info = probe_input(input);
+  const std::size_t announced = announced_frames(input, info);
+  const Segment seg = video_segment(job, announced, job.segment, job.segments);
+  std::error_code ec;
+  if (seg.begin >= seg.end) {
+    std::fprintf(stderr, "qbasicvsr-upscale: segment %d/%d is empty (%zu frames are %zu chunks)\n",
+                 job.segment, job.segments, announced,
+                 (announced + job.chunking.chunk_size - 1) / job.chunking.chunk_size);
+    return 0;
+  }
+  Upscaler upscaler(model, job.options);
+  Chunker chunker(upscaler, job.chunking);
+  Summary summary;
+  chunker.on_report([&](const ChunkReport& r) {
+    summary.add(r.frames, r.context, r.carried, r.clip.complexity.C_V, r.clip.b_V, r.clip.mean_bits,
+                r.clip.ms, r.clip.tiles);
+  });
+  std::unique_ptr<VideoWriter> writer;
+  std::map<uint64_t, std::pair<GstClockTime, GstClockTime>> times;
+  std::size_t done = 0;
+  Progress progress;
+  auto write = [&](uint64_t tag, Image&& img) {
+    if (!writer)
+      writer =
+          std::make_unique<VideoWriter>(partial.string(), enc, img.width, img.height, info.fps_n, info.fps_d);
+    const auto t = times.at(tag);
+    times.erase(tag);
+    writer->push(img, t.first, t.second);
+    progress.update(++done, seg.end == SIZE_MAX ? 0 : seg.end - seg.begin);
+  };
+  try {
+    cli::VideoReader reader(input);
+    Image frame;
+    GstClockTime pts = GST_CLOCK_TIME_NONE, duration = GST_CLOCK_TIME_NONE;
+    for (std::size_t i = 0; i < seg.lookahead_end && reader.next(&frame, &pts, &duration); ++i) {
+      if (cli::Interrupts::count() > 0) {
+        writer.reset();
+        std::fprintf(stderr,
+                     "qbasicvsr-upscale: segment %d/%d stopped by %s; no piece written (run it again)\n",
+                     job.segment, job.segments, cli::Interrupts::name());
+        return cli::Interrupts::exit_code();
+      }
+      if (i < seg.warmup_begin) continue;
+      if (i < seg.begin) {
+        chunker.prime(std::move(frame));
+      } else if (i < seg.end) {
+        times[i] = {pts, duration};
+        chunker.push(std::move(frame), i, write);
+      } else {
+        chunker.lookahead(std::move(frame));
+      }
+    }
+    chunker.finish(write);
+    if (!writer)
+      throw Error(input + ": segment " + std::to_string(job.segment) + "/" + std::to_string(job.segments) +
+                  " starts at frame " + std::to_string(seg.begin) + ", past the frames that decode");
+    writer->finish();
+    writer.reset();
+  } catch (...) {
+    writer.reset();  // closes the piece before the PartialFile removes it
+    throw;
+  }
+  file.commit("piece");
+  std::fprintf(stderr, "%ssegment %d/%d: frames %zu..%zu (%zu frames, warm-up from %zu) in %.1f s -> %s\n",
+               progress.tty ? "\n" : "", job.segment, job.segments, seg.begin, seg.begin + done, done,
+               seg.warmup_begin, progress.seconds(), piece.c_str());
+  summary.frames = done;
+  if (job.json) summary.print(input, piece);
+  return 0;
+}
+
+namespace {
+
+struct MergeContext {
+  Context* ctx;
+  std::vector<GstPad*> concat_pads;  // one per piece, in order
+};
+
+// A piece's video goes to its own pad of concat, in segment order.
+void on_piece_pad(GstElement* demux, GstPad* pad, gpointer data) {
+  auto* mc = static_cast<MergeContext*>(data);
+  GstCaps* caps = gst_pad_get_current_caps(pad);
+  if (!caps) caps = gst_pad_query_caps(pad, nullptr);
+  const bool video = g_str_has_prefix(gst_structure_get_name(gst_caps_get_structure(caps, 0)), "video/");
+  gst_caps_unref(caps);
+  if (!video) return;
+  const auto index = static_cast<std::size_t>(GPOINTER_TO_INT(g_object_get_data(G_OBJECT(demux), "piece")));
+  if (gst_pad_link(pad, mc->concat_pads[index]) != GST_PAD_LINK_OK)
+    mc->ctx->fail("cannot join piece " + std::to_string(index + 1));
+}
+
+// The source's streams other than video, as a normal job would keep them.
+void on_source_pad(GstElement*, GstPad* pad, gpointer data) {
+  auto* ctx = static_cast<Context*>(data);
+  GstCaps* caps = gst_pad_get_current_caps(pad);
+  if (!caps) caps = gst_pad_query_caps(pad, nullptr);
+  const std::string name = gst_structure_get_name(gst_caps_get_structure(caps, 0));
+  try {
+    if (name.rfind("video/", 0) == 0 || name.rfind("image/", 0) == 0)
+      drop(ctx, pad, "");
+    else
+      link_other(ctx, pad, caps, name);
+  } catch (const std::exception& e) {
+    ctx->fail(e.what());
+  }
+  gst_caps_unref(caps);
+}
+
+}  // namespace
+
+int merge_segments(const Job& job, const std::string& input, const std::string& output) {
+  if (!fs::is_regular_file(input)) throw Error(input + ": no such video file");
+  Context ctx;
+  ctx.job = &job;
+  ctx.enc = encoding_for(output, false);
+  const InputInfo info = probe_input(input);
+  const std::size_t announced = announced_frames(input, info);
+  std::vector<std::string> pieces;
+  std::error_code ec;
+  for (int k = 1; k <= job.merge; ++k) {
+    const Segment s = video_segment(job, announced, k, job.merge);
+    if (s.begin >= s.end) continue;  // empty segments write no piece
+    const std::string p = segment_piece(output, k, job.merge);
+    if (!fs::is_regular_file(p, ec))
+      throw Error(p + ": the piece of segment " + std::to_string(k) + "/" + std::to_string(job.merge) +
+                  " is missing (run qbasicvsr-upscale --segment " + std::to_string(k) + "/" +
+                  std::to_string(job.merge) + " for it)");
+    pieces.push_back(p);
+  }
+  const fs::path out(output);
+  cli::check_writable_folder(out.parent_path());
+  cli::PartialFile file(out);
+  const fs::path& partial = file.path();
+
+  ctx.pipeline = gst_pipeline_new("merge");
+  MergeContext mc{&ctx, {}};
+  std::string error;
+  try {
+    ctx.mux = add_element(&ctx, ctx.enc.mux);
+    GstElement* sink = add_element(&ctx, "filesink");
+    g_object_set(sink, "location", partial.c_str(), nullptr);
+    GstElement* concat = add_element(&ctx, "concat");
+    // The pieces carry the source's own timestamps: concat must not shift them.
+    g_object_set(concat, "adjust-base", FALSE, nullptr);
+    GstElement* parser = add_element(&ctx, ctx.enc.parser);
+    if (!gst_element_link_many(concat, parser, ctx.mux, sink, nullptr)) throw Error("cannot link the merge");
+    GstPad* parsed = gst_element_get_static_pad(parser, "src");
+    gst_pad_add_probe(parsed, GST_PAD_PROBE_TYPE_BUFFER, count_frames, &ctx, nullptr);
+    gst_object_unref(parsed);
+    for (std::size_t i = 0; i < pieces.size(); ++i) {
+      mc.concat_pads.push_back(gst_element_request_pad_simple(concat, "sink_%u"));
+      GstElement* src = add_element(&ctx, "filesrc");
+      GstElement* demux = add_element(&ctx, "matroskademux");
+      g_object_set(src, "location", pieces[i].c_str(), nullptr);
+      g_object_set_data(G_OBJECT(demux), "piece", GINT_TO_POINTER(static_cast<int>(i)));
+      gst_element_link(src, demux);
+      g_signal_connect(demux, "pad-added", G_CALLBACK(on_piece_pad), &mc);
+    }
+    GstElement* src = add_element(&ctx, "filesrc");
+    GstElement* dec = add_element(&ctx, "decodebin");
+    g_object_set(src, "location", input.c_str(), nullptr);
+    // Stop at any encoded video (it is dropped) and at what the muxer takes as it is.
+    GstCaps* stop = stop_caps(ctx.mux);
+    gst_caps_append(
+        stop, gst_caps_from_string("video/x-h264; video/x-h265; video/mpeg; video/x-vp8; video/x-vp9; "
+                                   "video/x-av1; video/x-divx; video/x-msmpeg; video/x-theora; image/jpeg"));
+    g_object_set(dec, "caps", stop, nullptr);
+    gst_caps_unref(stop);
+    gst_element_link(src, dec);
+    g_signal_connect(dec, "pad-added", G_CALLBACK(on_source_pad), &ctx);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  GstBus* bus = gst_element_get_bus(ctx.pipeline);
+  if (error.empty() && gst_element_set_state(ctx.pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)
+    error = bus_error(bus).empty() ? "the merge cannot start" : bus_error(bus);
+  bool aborted = false;
+  while (error.empty()) {
+    GstMessage* m = gst_bus_timed_pop_filtered(
+        bus, 100 * GST_MSECOND, static_cast<GstMessageType>(GST_MESSAGE_ERROR | GST_MESSAGE_EOS));
+    {
+      std::lock_guard<std::mutex> l(ctx.mutex);
+      if (!ctx.problem.empty()) error = ctx.problem;
+    }
+    if (cli::Interrupts::count() > 0) aborted = true;
+    if (!m) {
+      if (aborted) break;
+      continue;
+    }
+    if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR) error = message_text(m);
+    gst_message_unref(m);
+    break;
+  }
+  gst_object_unref(bus);
+  gst_element_set_state(ctx.pipeline, GST_STATE_NULL);
+  for (GstPad* p : mc.concat_pads) gst_object_unref(p);
+  for (GstPad* p : ctx.stop_pads) gst_object_unref(p);
+  gst_object_unref(ctx.pipeline);
+  if (aborted || !error.empty()) {
+    file.discard();
+    if (aborted) {
+      std::fprintf(stderr, "qbasicvsr-upscale: merge stopped by %s; no file written\n",
+                   cli::Interrupts::name());
+      return cli::Interrupts::exit_code();
+    }
+    throw Error(output + ": merging the pieces: " + error);
+  }
+  file.commit("merged file");
+  for (const auto& p : pieces) fs::remove(p, ec);
+  std::string streams;
+  for (const auto& n : ctx.notes)
+    if (!n.empty()) streams += "; " + n;
+  std::fprintf(stderr, "merged %zu pieces: %zu frames%s -> %s\n", pieces.size(), ctx.frames.load(),
+               streams.c_str(), output.c_str());
+  if (job.json) {
+    ctx.summary.frames = ctx.frames.load();
+    for (const auto& n : ctx.notes)
+      if (!n.empty()) ctx.summary.notes.push_back(n);
+    ctx.summary.print(input, output);
   }
   return 0;
 }
