@@ -17,6 +17,36 @@
 
 namespace qbasicvsr::cli {
 
+// "element: message" of an error or warning message.
+inline std::string message_text(GstMessage* msg) {
+  GError* err = nullptr;
+  gchar* dbg = nullptr;
+  if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR)
+    gst_message_parse_error(msg, &err, &dbg);
+  else
+    gst_message_parse_warning(msg, &err, &dbg);
+  std::string text = std::string(GST_OBJECT_NAME(msg->src)) + ": " + (err ? err->message : "error");
+  if (err) g_error_free(err);
+  g_free(dbg);
+  return text;
+}
+
+// The first error waiting on the bus (later ones are dropped), or "" when there is none.
+inline std::string bus_error(GstBus* bus) {
+  std::string error;
+  while (GstMessage* m = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR)) {
+    if (error.empty()) error = message_text(m);
+    gst_message_unref(m);
+  }
+  return error;
+}
+
+// A pad's caps as negotiated, else the caps it can produce; the caller unrefs them.
+inline GstCaps* pad_caps(GstPad* pad) {
+  GstCaps* caps = gst_pad_get_current_caps(pad);
+  return caps ? caps : gst_pad_query_caps(pad, nullptr);
+}
+
 // The frames of a video file's first video stream, one at a time, with their timestamps. Errors
 // and the end of the stream come from the bus: an empty, audio-only or damaged file fails at once
 // with the decoder's reason, also after some frames; a file cut short (an MP4/MOV whose boxes
@@ -75,12 +105,7 @@ class VideoReader {
           gst_bus_pop_filtered(bus_, static_cast<GstMessageType>(GST_MESSAGE_ERROR | GST_MESSAGE_EOS));
       if (!m) continue;
       const bool eos = GST_MESSAGE_TYPE(m) == GST_MESSAGE_EOS;
-      if (!eos) {
-        GError* e = nullptr;
-        gst_message_parse_error(m, &e, nullptr);
-        error_ = std::string(GST_OBJECT_NAME(m->src)) + ": " + (e ? e->message : "decoding error");
-        if (e) g_error_free(e);
-      }
+      if (!eos) error_ = message_text(m);
       gst_message_unref(m);
       if (eos) {
         // The end of the stream with no video linked to the sink: nothing more will come.
@@ -111,8 +136,7 @@ class VideoReader {
  private:
   static void on_pad_added(GstElement*, GstPad* pad, gpointer data) {
     auto* self = static_cast<VideoReader*>(data);
-    GstCaps* caps = gst_pad_get_current_caps(pad);
-    if (!caps) caps = gst_pad_query_caps(pad, nullptr);
+    GstCaps* caps = pad_caps(pad);
     const bool video = g_str_has_prefix(gst_structure_get_name(gst_caps_get_structure(caps, 0)), "video/");
     gst_caps_unref(caps);
     GstPad* sinkpad = gst_element_get_static_pad(self->convert_, "sink");

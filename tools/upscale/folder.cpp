@@ -125,8 +125,7 @@ int upscale_folder(const Job& job, const Model& model, const std::string& input,
   Summary summary;
   chunker.on_report([&](const ChunkReport& r) {
     last = r;
-    summary.add(r.frames, r.context, r.carried, r.clip.complexity.C_V, r.clip.b_V, r.clip.mean_bits,
-                r.clip.ms, r.clip.tiles);
+    summary.add(r);
   });
   std::map<uint64_t, Extra> extras;
   auto write = [&](uint64_t i, Image&& img) {

@@ -49,6 +49,11 @@ struct Summary {
 
   void add(std::size_t n, std::size_t context, bool carried, double C_V, int b_V, double mean_bits, double ms,
            int tiles);
+  // A chunk the library's chunker reports (folder mode, video segments).
+  void add(const ChunkReport& r) {
+    add(r.frames, r.context, r.carried, r.clip.complexity.C_V, r.clip.b_V, r.clip.mean_bits, r.clip.ms,
+        r.clip.tiles);
+  }
   double mean_bits() const;
   void print(const std::string& input, const std::string& output) const;
 };

@@ -376,8 +376,7 @@ void link_other(Context* ctx, GstPad* pad, GstCaps* caps, const std::string& nam
 
 void on_pad_added(GstElement*, GstPad* pad, gpointer data) {
   auto* ctx = static_cast<Context*>(data);
-  GstCaps* caps = gst_pad_get_current_caps(pad);
-  if (!caps) caps = gst_pad_query_caps(pad, nullptr);
+  GstCaps* caps = cli::pad_caps(pad);
   const std::string name = gst_structure_get_name(gst_caps_get_structure(caps, 0));
   try {
     gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, track_end, ctx, nullptr);
@@ -417,19 +416,6 @@ GstCaps* stop_caps(GstElement* mux) {
                           gst_caps_from_string("audio/mpeg, mpegversion=(int)4, stream-format=(string)adts"));
   gst_caps_unref(raw_aac);
   return caps;
-}
-
-std::string message_text(GstMessage* msg) {
-  GError* err = nullptr;
-  gchar* dbg = nullptr;
-  if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR)
-    gst_message_parse_error(msg, &err, &dbg);
-  else
-    gst_message_parse_warning(msg, &err, &dbg);
-  std::string text = std::string(GST_OBJECT_NAME(msg->src)) + ": " + (err ? err->message : "error");
-  if (err) g_error_free(err);
-  g_free(dbg);
-  return text;
 }
 
 }  // namespace
@@ -509,12 +495,8 @@ int upscale_video(const Job& job, const Model& model, const std::string& input, 
   std::thread stopper;
   if (gst_element_set_state(ctx.pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
     // The bus says why (a file that cannot be opened, an element that fails to start).
-    if (GstMessage* m = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR)) {
-      error = message_text(m);
-      gst_message_unref(m);
-    } else {
-      error = "the pipeline cannot start";
-    }
+    error = cli::bus_error(bus);
+    if (error.empty()) error = "the pipeline cannot start";
   }
   while (error.empty()) {
     GstMessage* msg =
@@ -575,11 +557,11 @@ int upscale_video(const Job& job, const Model& model, const std::string& input, 
       }
     } else if (type == GST_MESSAGE_WARNING) {
       // Decoders warn when they skip damaged data: frames are lost.
-      warnings.push_back(message_text(msg));
+      warnings.push_back(cli::message_text(msg));
       if (!job.keep_going)
         error = warnings.back() + " (the input is damaged; --keep-going writes what decodes)";
     } else if (type == GST_MESSAGE_ERROR) {
-      error = message_text(msg);
+      error = cli::message_text(msg);
     } else {
       gst_message_unref(msg);
       break;  // EOS
@@ -686,15 +668,6 @@ Segment video_segment(const Job& job, std::size_t frames, int index, int count) 
   return s;
 }
 
-std::string bus_error(GstBus* bus) {
-  std::string error;
-  while (GstMessage* m = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR)) {
-    if (error.empty()) error = message_text(m);
-    gst_message_unref(m);
-  }
-  return error;
-}
-
 // Encodes RGB frames with their own timestamps into a Matroska file: appsrc -> encoder -> muxer.
 class VideoWriter {
  public:
@@ -721,8 +694,10 @@ class VideoWriter {
     if (!gst_element_link_many(src_, queue, convert, encoder, mux, sink, nullptr))
       throw Error("cannot link the encoder of a segment piece");
     bus_ = gst_element_get_bus(pipeline_);
-    if (gst_element_set_state(pipeline_, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)
-      throw Error(path + ": " + (bus_error(bus_).empty() ? "cannot start writing" : bus_error(bus_)));
+    if (gst_element_set_state(pipeline_, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
+      const std::string why = cli::bus_error(bus_);
+      throw Error(path + ": " + (why.empty() ? "cannot start writing" : why));
+    }
   }
   ~VideoWriter() {
     gst_element_set_state(pipeline_, GST_STATE_NULL);
@@ -737,7 +712,8 @@ class VideoWriter {
     gst_buffer_fill(b, 0, img.rgb.data(), img.rgb.size());
     GST_BUFFER_PTS(b) = pts;
     GST_BUFFER_DURATION(b) = duration;
-    if (gst_app_src_push_buffer(GST_APP_SRC(src_), b) != GST_FLOW_OK || !(error_ = bus_error(bus_)).empty())
+    if (gst_app_src_push_buffer(GST_APP_SRC(src_), b) != GST_FLOW_OK ||
+        !(error_ = cli::bus_error(bus_)).empty())
       throw Error("writing a segment piece: " +
                   (error_.empty() ? std::string("the encoder stopped") : error_));
   }
@@ -746,7 +722,7 @@ class VideoWriter {
     GstMessage* m = gst_bus_timed_pop_filtered(
         bus_, GST_CLOCK_TIME_NONE, static_cast<GstMessageType>(GST_MESSAGE_ERROR | GST_MESSAGE_EOS));
     const bool ok = m && GST_MESSAGE_TYPE(m) == GST_MESSAGE_EOS;
-    const std::string why = ok || !m ? "" : message_text(m);
+    const std::string why = ok || !m ? "" : cli::message_text(m);
     if (m) gst_message_unref(m);
     if (!ok) throw Error("writing a segment piece: " + why);
   }
@@ -783,10 +759,7 @@ int upscale_video_segment(const Job& job, const Model& model, const std::string&
   Upscaler upscaler(model, job.options);
   Chunker chunker(upscaler, job.chunking);
   Summary summary;
-  chunker.on_report([&](const ChunkReport& r) {
-    summary.add(r.frames, r.context, r.carried, r.clip.complexity.C_V, r.clip.b_V, r.clip.mean_bits,
-                r.clip.ms, r.clip.tiles);
-  });
+  chunker.on_report([&](const ChunkReport& r) { summary.add(r); });
   std::unique_ptr<VideoWriter> writer;
   std::map<uint64_t, std::pair<GstClockTime, GstClockTime>> times;
   std::size_t done = 0;
@@ -851,8 +824,7 @@ struct MergeContext {
 // A piece's video goes to its own pad of concat, in segment order.
 void on_piece_pad(GstElement* demux, GstPad* pad, gpointer data) {
   auto* mc = static_cast<MergeContext*>(data);
-  GstCaps* caps = gst_pad_get_current_caps(pad);
-  if (!caps) caps = gst_pad_query_caps(pad, nullptr);
+  GstCaps* caps = cli::pad_caps(pad);
   const bool video = g_str_has_prefix(gst_structure_get_name(gst_caps_get_structure(caps, 0)), "video/");
   gst_caps_unref(caps);
   if (!video) return;
@@ -864,8 +836,7 @@ void on_piece_pad(GstElement* demux, GstPad* pad, gpointer data) {
 // The source's streams other than video, as a normal job would keep them.
 void on_source_pad(GstElement*, GstPad* pad, gpointer data) {
   auto* ctx = static_cast<Context*>(data);
-  GstCaps* caps = gst_pad_get_current_caps(pad);
-  if (!caps) caps = gst_pad_query_caps(pad, nullptr);
+  GstCaps* caps = cli::pad_caps(pad);
   const std::string name = gst_structure_get_name(gst_caps_get_structure(caps, 0));
   try {
     if (name.rfind("video/", 0) == 0 || name.rfind("image/", 0) == 0)
@@ -944,8 +915,10 @@ int merge_segments(const Job& job, const std::string& input, const std::string& 
     error = e.what();
   }
   GstBus* bus = gst_element_get_bus(ctx.pipeline);
-  if (error.empty() && gst_element_set_state(ctx.pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)
-    error = bus_error(bus).empty() ? "the merge cannot start" : bus_error(bus);
+  if (error.empty() && gst_element_set_state(ctx.pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
+    error = cli::bus_error(bus);
+    if (error.empty()) error = "the merge cannot start";
+  }
   bool aborted = false;
   while (error.empty()) {
     GstMessage* m = gst_bus_timed_pop_filtered(
@@ -959,7 +932,7 @@ int merge_segments(const Job& job, const std::string& input, const std::string& 
       if (aborted) break;
       continue;
     }
-    if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR) error = message_text(m);
+    if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR) error = cli::message_text(m);
     gst_message_unref(m);
     break;
   }
