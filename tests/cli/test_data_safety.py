@@ -341,6 +341,10 @@ def folders_and_locks(tmp, clip):
     r = run(BASE + ["--max-memory", "1", frames, os.path.join(tmp, "mem-x4")])
     check("--max-memory 1: a warning that says by how much the budget is exceeded",
           r.returncode == 0 and "over the --max-memory budget of 1 MB" in r.stderr, r.stderr)
+    for name, extra in (("video", []), ("video segment", ["--segment", "1/2"])):
+        r = run(BASE + ["--max-memory", "1"] + extra + [clip, os.path.join(tmp, f"mem-{len(extra)}.mp4")])
+        check(f"--max-memory 1 on a {name}: the same warning before the work",
+              r.returncode == 0 and "over the --max-memory budget of 1 MB" in r.stderr, r.stderr)
     stream = os.path.join(tmp, "stream")
     make_folder(stream, [picture(12, 8, i) for i in range(9)])
     with open(os.path.join(stream, "f07.png"), "wb") as f:

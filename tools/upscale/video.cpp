@@ -62,6 +62,7 @@ Encoding encoding_for(const std::string& path, bool lossless, bool pieces = fals
 struct InputInfo {
   GstClockTime duration = GST_CLOCK_TIME_NONE;
   int fps_n = 0, fps_d = 1;
+  int width = 0, height = 0;  // of the first video stream
 };
 
 InputInfo probe_input(const std::string& input) {
@@ -90,6 +91,8 @@ InputInfo probe_input(const std::string& input) {
       auto* v = GST_DISCOVERER_VIDEO_INFO(videos->data);
       in.fps_n = static_cast<int>(gst_discoverer_video_info_get_framerate_num(v));
       in.fps_d = std::max(1, static_cast<int>(gst_discoverer_video_info_get_framerate_denom(v)));
+      in.width = static_cast<int>(gst_discoverer_video_info_get_width(v));
+      in.height = static_cast<int>(gst_discoverer_video_info_get_height(v));
     }
     gst_discoverer_stream_info_list_free(videos);
     in.duration = gst_discoverer_info_get_duration(info);
@@ -446,6 +449,8 @@ int upscale_video(const Job& job, const Model& model, const std::string& input, 
     partial = file->path();
   }
   const InputInfo info = probe_input(input);
+  // The element plans its bands with the same options: say before the work if no band height fits.
+  if (job.options.max_memory_mb > 0) warn_memory(Upscaler(model, job.options), job, info.width, info.height);
 
   gst_qbasicvsr_register_static();
   ctx.pipeline = gst_pipeline_new("upscale");
@@ -757,6 +762,7 @@ int upscale_video_segment(const Job& job, const Model& model, const std::string&
     return 0;
   }
   Upscaler upscaler(model, job.options);
+  warn_memory(upscaler, job, info.width, info.height);
   Chunker chunker(upscaler, job.chunking);
   Summary summary;
   chunker.on_report([&](const ChunkReport& r) { summary.add(r); });
