@@ -25,22 +25,8 @@ void Chunker::prime(Image frame) {
 
 void Chunker::lookahead(Image frame) {
   lookahead_started_ = true;
-  // Lookahead frames never start a chunk of their own: finish() runs the chunks with outputs.
+  // Lookahead frames never start a chunk of their own: drain() runs the chunks with outputs.
   pending_.push_back({std::move(frame), 0, Kind::Lookahead});
-}
-
-void Chunker::finish(const Output& out) {
-  const auto c = static_cast<std::size_t>(options_.chunk_size),
-             k = static_cast<std::size_t>(options_.overlap);
-  auto has_output = [&] {
-    return std::any_of(pending_.begin(), pending_.end(),
-                       [](const Entry& e) { return e.kind == Kind::Output; });
-  };
-  while (has_output()) {
-    const std::size_t n = std::min(c, pending_.size());
-    run(n, std::min(k, pending_.size() - n), out);
-  }
-  flush();
 }
 
 void Chunker::queue(Entry entry, const Output& out) {
@@ -53,12 +39,16 @@ void Chunker::queue(Entry entry, const Output& out) {
 void Chunker::drain(const Output& out) {
   const auto c = static_cast<std::size_t>(options_.chunk_size),
              k = static_cast<std::size_t>(options_.overlap);
-  while (!pending_.empty()) {
+  // Primed or lookahead frames with no output frame after them would run for nothing.
+  auto has_output = [&] {
+    return std::any_of(pending_.begin(), pending_.end(),
+                       [](const Entry& e) { return e.kind == Kind::Output; });
+  };
+  while (has_output()) {
     const std::size_t n = std::min(c, pending_.size());
     run(n, std::min(k, pending_.size() - n), out);
   }
-  state_.reset();
-  lookahead_started_ = false;
+  flush();
 }
 
 void Chunker::flush() {

@@ -350,7 +350,7 @@ TEST_F(ChunkerTest, SegmentsWithEveryEarlierFrameAsWarmupGiveTheUninterruptedRun
     for (std::size_t i = s.warmup_begin; i < s.begin; ++i) ch.prime(clip[i]);
     for (std::size_t i = s.begin; i < s.end; ++i) ch.push(clip[i], i, out);
     for (std::size_t i = s.end; i < s.lookahead_end; ++i) ch.lookahead(clip[i]);
-    ch.finish(out);
+    ch.drain(out);
   }
   // 4 chunks over 3 segments: frames 0-2, 3-5, 6-10; each frame once, in order.
   std::vector<std::size_t> all(clip.size());
@@ -371,6 +371,6 @@ TEST_F(ChunkerTest, SegmentsWithEveryEarlierFrameAsWarmupGiveTheUninterruptedRun
   for (std::size_t i = s.warmup_begin; i < s.begin; ++i) short_warmup.prime(clip[i]);
   for (std::size_t i = s.begin; i < s.end; ++i)
     short_warmup.push(clip[i], i, [&](uint64_t, Image&& f) { got.push_back(f); });
-  short_warmup.finish([&](uint64_t, Image&& f) { got.push_back(f); });
+  short_warmup.drain([&](uint64_t, Image&& f) { got.push_back(f); });
   EXPECT_NE(got[0].rgb, whole[s.begin].rgb);
 }

@@ -156,7 +156,7 @@ int upscale_folder(const Job& job, const Model& model, const std::string& input,
     chunker.push(std::move(p.color), i, write);
   }
   for (std::size_t i = seg.end; i < seg.lookahead_end; ++i) chunker.lookahead(read(i).color);
-  chunker.finish(write);
+  chunker.drain(write);
   progress.update(done, seg.end - start, true);
   const double s = progress.seconds();
   std::fprintf(stderr, "%s%zu frames in %.1f s (%.2f s/frame) -> %s\n", progress.tty ? "\n" : "", done, s,

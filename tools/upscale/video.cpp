@@ -801,7 +801,7 @@ int upscale_video_segment(const Job& job, const Model& model, const std::string&
         chunker.lookahead(std::move(frame));
       }
     }
-    chunker.finish(write);
+    chunker.drain(write);
     if (!writer)
       throw Error(input + ": segment " + std::to_string(job.segment) + "/" + std::to_string(job.segments) +
                   " starts at frame " + std::to_string(seg.begin) + ", past the frames that decode");

@@ -42,7 +42,8 @@ class Chunker {
   // Queues a frame; runs a chunk (and calls `out` for its frames) once chunk_size + overlap
   // frames wait. Frames must all have the size of the first one since the last drain().
   void push(Image frame, uint64_t tag, const Output& out);
-  // Runs everything still queued, then ends the stream: the end of a stream or a discontinuity.
+  // Runs the chunks that hold frames to output (lookahead frames after them only steer them),
+  // then ends the stream: the end of a stream, a segment or a discontinuity.
   void drain(const Output& out);
   // Drops everything queued and ends the stream, without output.
   void flush();
@@ -54,9 +55,6 @@ class Chunker {
   // of a longer clip ends with the `overlap` frames after it, so that its last chunk gets the
   // lookahead an uninterrupted run gives it.
   void lookahead(Image frame);
-  // Runs the chunks that hold frames to output (lookahead frames after them only steer them),
-  // then ends the stream.
-  void finish(const Output& out);
 
   // Frames pushed and not yet output.
   std::size_t pending() const { return pending_.size(); }
