@@ -331,11 +331,6 @@ void push_output(GstQbasicvsr* self, uint64_t tag, qbasicvsr::Image&& img) {
     gst_buffer_unref(out);
 }
 
-// Runs f (a call into the chunker, which pushes what it finishes) and returns what downstream
-// answered, or GST_FLOW_ERROR after an element error.
-template <typename F>
-GstFlowReturn run_chunker(GstQbasicvsr* self, F&& f);
-
 // Runs the error-prone work and turns exceptions into element errors.
 template <typename F>
 bool guarded(GstQbasicvsr* self, F&& f) {
@@ -351,6 +346,8 @@ bool guarded(GstQbasicvsr* self, F&& f) {
   return false;
 }
 
+// Runs f (a call into the chunker, which pushes what it finishes) and returns what downstream
+// answered, or GST_FLOW_ERROR after an element error.
 template <typename F>
 GstFlowReturn run_chunker(GstQbasicvsr* self, F&& f) {
   self->state->flow = GST_FLOW_OK;
