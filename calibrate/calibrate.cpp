@@ -2,6 +2,7 @@
 // (TS-LBA bit table, FG-VBA thresholds, ranges, distillation fine-tuning).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -28,7 +29,7 @@ constexpr const char* kUsage =
     "                           [--range-percentile 99.99] [--no-range-search] [--seed 1] [--threads N]\n"
     "                           [--device cpu] [--compute auto|fp32|bf16]\n"
     "                           [--checkpoint-every 25] [--stop-at N] [--resume] [--report R.json]\n"
-    "                           [--plot R.svg]\n"
+    "                           [--plot R.svg] [--target-bits X] [--sensitivity-sequences 4]\n"
     "\n"
     "Quantizes a full-precision model as QBasicVSR does, without ground truth. Each --clips is a\n"
     "folder of PNG frames or a video file of LR frames (--degradation BI|BD first makes LR frames of\n"
@@ -47,6 +48,10 @@ constexpr const char* kUsage =
     "  -m, --model M         full-precision model (file or installed name)\n"
     "  --clips PATH          calibration clip, repeatable\n"
     "  --bits B              base bit-width b_base, 2..8\n"
+    "  --target-bits X       bits per layer for a mean of at most X at b_V = 0 (X in bits - 1 .. 8),\n"
+    "                        instead of TS-LBA's percentiles: each layer's output error is measured\n"
+    "                        alone at B and B + 2 bits on the centre crops of --sensitivity-sequences\n"
+    "                        sequences, and the bits go where they lower the summed error most\n"
     "  -o, --output F        the quantized model file\n"
     "  --report F, --plot F  JSON report; SVG of the per-layer statistics, bits and loss curve\n"
     "  --checkpoint-every N  write OUT.ckpt (and OUT.ckpt.adam) every N iterations; --resume\n"
@@ -88,11 +93,12 @@ int main(int argc, char** argv) {
   cli::Args args("qbasicvsr-calibrate", kUsage);
   args.value("-m", "--model");
   args.value("-o", "--output");
-  for (const char* v : {"--clips",   "--bits",      "--scope",         "--iters",       "--batch",
-                        "--crop",    "--frames",    "--max-sequences", "--degradation", "--lambda-skt",
-                        "--lr",      "--lr-ranges", "--lambda",        "--gamma",       "--range-percentile",
-                        "--seed",    "--threads",   "--compute",       "--device",      "--checkpoint-every",
-                        "--stop-at", "--report",    "--plot"})
+  for (const char* v :
+       {"--clips",   "--bits",      "--scope",         "--iters",       "--batch",
+        "--crop",    "--frames",    "--max-sequences", "--degradation", "--lambda-skt",
+        "--lr",      "--lr-ranges", "--lambda",        "--gamma",       "--range-percentile",
+        "--seed",    "--threads",   "--compute",       "--device",      "--checkpoint-every",
+        "--stop-at", "--report",    "--plot",          "--target-bits", "--sensitivity-sequences"})
     args.value("", v);
   args.value("--degrade", "--degradation");  // the name of earlier versions
   args.flag("--no-ts-lba");
@@ -137,6 +143,14 @@ int main(int argc, char** argv) {
     o.compute = parse_compute(args.get("--compute", "auto"));
     o.checkpoint_every = static_cast<int>(args.get_int("--checkpoint-every", 25, 0, 1000000));
     o.stop_at = static_cast<int>(args.get_int("--stop-at", 0, 0, 1000000));
+    if (args.has("--target-bits")) {
+      o.target_bits = args.get_double("--target-bits", 0);
+      const int lowest = std::max(2, o.bits - 1);
+      if (!(*o.target_bits >= lowest && *o.target_bits <= 8))
+        args.die("--target-bits must be in " + std::to_string(lowest) + "..8 for --bits " +
+                 std::to_string(o.bits) + " (each layer gets between bits - 1 and 8)");
+    }
+    o.sensitivity_sequences = static_cast<int>(args.get_int("--sensitivity-sequences", 4, 1, 1000));
     const std::string output = args.get("--output");
     o.checkpoint = output + ".ckpt";
     const int frames = static_cast<int>(args.get_int("--frames", 7, 2, 1000));
@@ -182,6 +196,7 @@ int main(int argc, char** argv) {
                            {"sequences", sequences.size()},
                            {"degrade", degrade ? degradation_name(*degrade) : ""},
                            {"bits", o.bits},
+                           {"target_bits", o.target_bits ? nlohmann::json(*o.target_bits) : nlohmann::json()},
                            {"scope", scope_name(o.scope)},
                            {"iterations", o.iters},
                            {"batch", o.batch},

@@ -53,11 +53,23 @@ BasicVSR::BasicVSR(const Model& model)
 }
 
 at::Tensor BasicVSR::Trunk::run(const at::Tensor& lr_frame, const at::Tensor& feat, Engine& engine) const {
-  at::Tensor x =
-      engine
-          .conv(first_id, input, at::cat({lr_frame, feat}, 1).contiguous(at::MemoryFormat::ChannelsLast),
-                PostOp::LeakyReLU)
-          .values();
+  at::Tensor x;
+  if (engine.quantizes(first_id)) {
+    // The frame's columns in float, the features' through the engine, summed before the
+    // activation (LayerInfo::frame_channels). Views of the weight: training reaches it.
+    const int64_t fc = lr_frame.size(1);
+    x = at::conv2d(lr_frame, input.weight.narrow(1, 0, fc), {}, {1, 1}, {input.padding, input.padding})
+            .contiguous(at::MemoryFormat::ChannelsLast);
+    const Conv features{input.weight.narrow(1, fc, input.weight.size(1) - fc), input.bias, input.padding};
+    x = finish_differentiable(engine.conv(first_id, features, feat, PostOp::None, -1, &x).values(),
+                              PostOp::LeakyReLU, nullptr)
+            .values();
+  } else {
+    x = engine
+            .conv(first_id, input, at::cat({lr_frame, feat}, 1).contiguous(at::MemoryFormat::ChannelsLast),
+                  PostOp::LeakyReLU)
+            .values();
+  }
   int id = first_id + 1;
   for (const auto& [conv1, conv2] : blocks) {
     const Act r = engine.conv(id, conv1, x, PostOp::ReLU, id + 1);

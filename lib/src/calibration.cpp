@@ -47,6 +47,7 @@ class StatsEngine : public Engine {
     ts.observe(id, v);
     return fp32_.conv(id, c, x, post, next, residual);
   }
+  bool quantizes(int) const override { return true; }
   RangeObserver ranges;
   TsLbaObserver ts;
 
@@ -78,6 +79,7 @@ class TrainEngine : public Engine {
     at::Tensor y = at::conv2d(in, w, b, {1, 1}, {c.padding, c.padding});
     return finish_differentiable(bf16_ ? y.to(at::kFloat) : y, post, residual);
   }
+  bool quantizes(int id) const override { return plan_.quantized(id); }
 
  private:
   const QuantPlan& plan_;
@@ -139,6 +141,94 @@ std::pair<at::Tensor, at::Tensor> losses(const Outputs& p, const Outputs& q) {
   return {l_pix / static_cast<double>(p.frames.size()), l_skt / static_cast<double>(p.features.size())};
 }
 
+// Layer `only` fake-quantized on a plan, every other layer in fp32: one layer's share of the error.
+class OneLayerEngine : public Engine {
+ public:
+  OneLayerEngine(FakeEngine& fake, int only) : fake_(fake), only_(only) {}
+  Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override {
+    if (id == only_) return fake_.conv(id, c, x, post, -1, residual);
+    return fp32_.conv(id, c, x, post, next, residual);
+  }
+  bool quantizes(int id) const override { return id == only_ && fake_.quantizes(id); }
+
+ private:
+  FakeEngine& fake_;
+  Fp32Engine fp32_;
+  int only_;
+};
+
+// A centre crop with its fp32 flows and frames: what the error of a quantized network is measured on.
+struct Probe {
+  at::Tensor lr, fwd, bwd, target;  // target [T,3,4h,4w]
+};
+
+std::vector<Probe> make_probes(const BasicVSR& teacher, const std::vector<std::vector<Image>>& sequences,
+                               int crop, std::size_t count) {
+  std::vector<Probe> probes;
+  count = std::min(count, sequences.size());
+  for (std::size_t k = 0; k < count; ++k) {
+    Probe p;
+    p.lr = crop_sequence(sequences[k * sequences.size() / count], crop, nullptr);
+    std::tie(p.fwd, p.bwd) = teacher.compute_flows(p.lr);
+    Fp32Engine fp32;
+    std::vector<at::Tensor> frames;
+    teacher.propagate(p.lr, p.fwd, p.bwd, fp32,
+                      [&](int64_t, const at::Tensor& out) { frames.push_back(out); });
+    p.target = at::cat(frames, 0);
+    probes.push_back(std::move(p));
+  }
+  return probes;
+}
+
+// Mean squared error against the probes' fp32 frames, and per frame index (summed over probes in
+// `per_step`, when given). SPyNet runs through the engine only when `flows` (it is quantized).
+double probe_mse(const BasicVSR& net, const std::vector<Probe>& probes, Engine& engine, bool flows,
+                 std::vector<double>* per_step = nullptr) {
+  double err = 0;
+  for (const auto& p : probes) {
+    at::Tensor fwd = p.fwd, bwd = p.bwd;
+    if (flows) std::tie(fwd, bwd) = net.compute_flows(p.lr, engine);
+    net.propagate(p.lr, fwd, bwd, engine, [&](int64_t t, const at::Tensor& out) {
+      const double e = (out - p.target.narrow(0, t, 1)).square().mean().item<double>();
+      err += e / static_cast<double>(p.target.size(0) * probes.size());
+      if (per_step) {
+        if (per_step->size() <= static_cast<std::size_t>(t)) per_step->resize(t + 1, 0.0);
+        (*per_step)[static_cast<std::size_t>(t)] += e / static_cast<double>(probes.size());
+      }
+    });
+  }
+  return err;
+}
+
+std::vector<double> to_psnr(const std::vector<double>& mse) {
+  std::vector<double> out;
+  for (double e : mse) out.push_back(-10.0 * std::log10(std::max(e, 1e-20)));
+  return out;
+}
+
+// Every quantized layer's output error alone at bits and bits + 2 (ranges as in q, b_L ignored).
+std::vector<LayerError> layer_errors(const BasicVSR& net, const Architecture& arch, const QuantSettings& q,
+                                     const std::vector<Probe>& probes) {
+  const int lo = q.b_base, hi = std::min(kMaxBits, q.b_base + 2);
+  QuantSettings at_lo = q, at_hi = q;
+  for (auto* s : {&at_lo, &at_hi})
+    for (auto& [name, lq] : s->layers) lq.b_L = 0;
+  at_hi.b_base = hi;
+  const QuantPlan plan_lo(arch, at_lo), plan_hi(arch, at_hi);
+  FakeEngine fake_lo(plan_lo), fake_hi(plan_hi);
+  const auto layers = conv_layers(arch);
+  std::vector<LayerError> errors;
+  for (std::size_t id = 0; id < layers.size(); ++id) {
+    if (!plan_lo.quantized(static_cast<int>(id))) continue;
+    LayerError e{0, 0, lo, hi};
+    OneLayerEngine one_lo(fake_lo, static_cast<int>(id)), one_hi(fake_hi, static_cast<int>(id));
+    e.err_lo = probe_mse(net, probes, one_lo, layers[id].spynet);
+    e.err_hi = hi == lo ? e.err_lo : probe_mse(net, probes, one_hi, layers[id].spynet);
+    errors.push_back(e);
+  }
+  return errors;
+}
+
 }  // namespace
 
 Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequences,
@@ -150,6 +240,11 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
   if (o.iters < 0 || o.batch < 1 || o.crop < 8)
     throw Error("iters >= 0, batch >= 1 and crop >= 8 are needed");
   if (sequences.empty()) throw Error("no calibration sequences");
+  const int min_alloc_bits = std::max(kMinBits, o.bits - 1);
+  if (o.target_bits && !(*o.target_bits >= min_alloc_bits && *o.target_bits <= kMaxBits))
+    throw Error("--target-bits must be in " + std::to_string(min_alloc_bits) + "..8 for --bits " +
+                std::to_string(o.bits) + " (each layer gets between bits - 1 and 8)");
+  if (o.sensitivity_sequences < 1) throw Error("at least one sensitivity sequence is needed");
   for (std::size_t i = 0; i < sequences.size(); ++i)
     if (sequences[i].size() < 2)
       throw Error("calibration sequence " + std::to_string(i) + " has " +
@@ -215,7 +310,7 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
       s_temp.push_back(ts_stats.at(static_cast<int>(id)).second);
     }
   const TsLbaThresholds th = ts_lba_thresholds(s_space, s_temp, o.ts_lba_lo, o.ts_lba_hi);
-  if (o.ts_lba) q.ts_lba = th;
+  if (o.ts_lba && !o.target_bits) q.ts_lba = th;  // with a target the allocation sets b_L
   const auto percentile_ranges =
       stats.ranges.ranges(100.0 - std::max(o.range_percentile, 50.0), std::max(o.range_percentile, 50.0));
   for (std::size_t id = 0; id < layers.size(); ++id) {
@@ -233,6 +328,26 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
       lc.b_L = lq.b_L;
     }
     report.layers.push_back(lc);
+  }
+  std::vector<Probe> probes;
+  {
+    c10::InferenceMode guard;
+    probes = make_probes(teacher, sequences, o.crop, static_cast<std::size_t>(o.sensitivity_sequences));
+  }
+  if (o.target_bits) {
+    // Bits where they reduce the output error most, for the mean asked (instead of TS-LBA's
+    // fixed percentiles); the measured errors and the choice go into the report.
+    c10::InferenceMode guard;
+    const auto errors = layer_errors(teacher, fp.arch, q, probes);
+    const auto bits = allocate_bits(errors, *o.target_bits, min_alloc_bits, kMaxBits);
+    std::size_t k = 0;
+    for (std::size_t id = 0; id < layers.size(); ++id) {
+      if (!quantized_in(layers[id], o.scope)) continue;
+      q.layers[layers[id].name].b_L = bits[k] - o.bits;
+      report.layers[id].b_L = bits[k] - o.bits;
+      report.sensitivity.push_back({layers[id].name, errors[k], bits[k]});
+      ++k;
+    }
   }
   if (o.range_search) {
     // One factor for every initial range, the one whose fake-quantized network (b_V = 0)
@@ -260,6 +375,14 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
       }
     }
     q = best;
+  }
+  {
+    c10::InferenceMode guard;
+    QuantPlan plan(fp.arch, q);
+    FakeEngine fake(plan);
+    std::vector<double> steps;
+    probe_mse(teacher, probes, fake, o.scope == Scope::Full, &steps);
+    report.step_psnr_initial = to_psnr(steps);
   }
   report.lambda = q.fg_vba.lambda;
   report.gamma = q.fg_vba.gamma;
@@ -301,7 +424,11 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
     const LayerQuant& lq = *q.layer(layers[id].name);
     l_param[id] = at::tensor(lq.l).requires_grad_();
     u_param[id] = at::tensor(lq.u).requires_grad_();
-    clip_param[id] = weight_clip_values(convs[id]->weight, lq.weight_clip).contiguous().requires_grad_();
+    // A trunk's input conv quantizes only its feature columns (the LR frame stays exact).
+    const int fc = layers[id].frame_channels;
+    const at::Tensor quantized_w =
+        fc ? convs[id]->weight.narrow(1, fc, convs[id]->weight.size(1) - fc) : convs[id]->weight;
+    clip_param[id] = weight_clip_values(quantized_w, lq.weight_clip).contiguous().requires_grad_();
     convs[id]->weight.requires_grad_();
     convs[id]->bias.requires_grad_();
     weight_params.insert(weight_params.end(), {convs[id]->weight, convs[id]->bias});
@@ -393,6 +520,15 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
     ++n;
   }
   report.mean_bits = bits / n;
+  {
+    c10::InferenceMode guard;
+    const BasicVSR tuned(out);
+    QuantPlan final_plan(fp.arch, *out.quantization);
+    FakeEngine fake(final_plan);
+    std::vector<double> steps;
+    probe_mse(tuned, probes, fake, o.scope == Scope::Full, &steps);
+    report.step_psnr_final = to_psnr(steps);
+  }
   for (auto& lc : report.layers)
     if (lc.quantized) {
       lc.l = out.quantization->layer(lc.name)->l;
@@ -411,6 +547,13 @@ std::string report_json(const CalibrationReport& r) {
                       {"s_temp", l.s_temp},
                       {"b_L", l.b_L},
                       {"range", {l.l, l.u}}});
+  json sensitivity = json::array();
+  for (const auto& l : r.sensitivity)
+    sensitivity.push_back({{"name", l.name},
+                           {"mse",
+                            {{std::to_string(l.error.bits_lo), l.error.err_lo},
+                             {std::to_string(l.error.bits_hi), l.error.err_hi}}},
+                           {"bits", l.bits}});
   json losses = json::array();
   for (const auto& s : r.losses)
     losses.push_back({{"iteration", s.iteration}, {"loss", s.loss}, {"l_pix", s.l_pix}, {"l_skt", s.l_skt}});
@@ -426,6 +569,8 @@ std::string report_json(const CalibrationReport& r) {
         {"l_temp", r.ts_lba.l_temp},
         {"u_temp", r.ts_lba.u_temp}}},
       {"mean_bits", r.mean_bits},
+      {"sensitivity", sensitivity},
+      {"step_psnr", {{"initial", r.step_psnr_initial}, {"final", r.step_psnr_final}}},
       {"range_scale", r.range_scale},
       {"range_search", range_search},
       {"losses", losses},

@@ -40,6 +40,9 @@ class Engine {
   // consumes the result (pixel shuffles aside), or -1: the int8 engine then hands over codes.
   virtual Act conv(int id, const Conv& c, const Act& x, PostOp post, int next = -1,
                    at::Tensor* residual = nullptr) = 0;
+  // Whether layer `id` runs on quantized (or observed-for-quantization) inputs. A trunk's input
+  // conv then keeps the LR frame out of the quantized input (LayerInfo::frame_channels).
+  virtual bool quantizes(int /*id*/) const { return false; }
 };
 
 at::Tensor apply_post(at::Tensor y, PostOp post);
@@ -93,6 +96,7 @@ class FakeEngine : public Engine {
  public:
   explicit FakeEngine(const QuantPlan& plan) : plan_(plan) {}
   Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override;
+  bool quantizes(int id) const override { return plan_.quantized(id); }
 
  private:
   const QuantPlan& plan_;
@@ -103,6 +107,7 @@ class FakeEngine : public Engine {
 class RangeObserver : public Engine {
  public:
   Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override;
+  bool quantizes(int) const override { return true; }
   void record(int id, const at::Tensor& x);
   // Ranges per layer: the lowest P(lo) and the highest P(hi) of its input channels (percentiles
   // in 0..100), so that no channel is clipped beyond its own percentiles.

@@ -170,6 +170,8 @@ struct Int8Engine::Impl {
 Int8Engine::Int8Engine(const QuantPlan& plan) : impl_(std::make_unique<Impl>(plan)) {}
 Int8Engine::~Int8Engine() = default;
 
+bool Int8Engine::quantizes(int id) const { return impl_->plan.quantized(id); }
+
 Act Int8Engine::conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) {
   const QuantPlan& plan = impl_->plan;
   if (!plan.quantized(id)) return Fp32Engine().conv(id, c, x, post, next, residual);

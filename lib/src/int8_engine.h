@@ -17,6 +17,7 @@ class Int8Engine : public Engine {
   explicit Int8Engine(const QuantPlan& plan);
   ~Int8Engine() override;
   Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override;
+  bool quantizes(int id) const override;
 
  private:
   struct Impl;

@@ -119,6 +119,40 @@ int ts_lba_offset(double s_space, double s_temp, const TsLbaThresholds& t) {
   return 0;
 }
 
+double LayerError::at(int bits) const {
+  const int span = std::max(1, bits_hi - bits_lo);
+  if (!(err_lo > 0)) return 0.0;
+  const double ratio = std::clamp(err_hi / err_lo, std::pow(0.25, span), 1.0);
+  return err_lo * std::pow(ratio, static_cast<double>(bits - bits_lo) / span);
+}
+
+std::vector<int> allocate_bits(const std::vector<LayerError>& errors, double target_mean, int min_bits,
+                               int max_bits) {
+  if (min_bits < kMinBits || max_bits > kMaxBits || min_bits > max_bits)
+    throw Error("bit allocation: bounds must satisfy 2 <= min <= max <= 8");
+  if (!(target_mean >= min_bits))
+    throw Error("bit allocation: a mean of " + std::to_string(target_mean) + " bits is below the lowest " +
+                std::to_string(min_bits));
+  const std::size_t n = errors.size();
+  std::vector<int> bits(n, min_bits);
+  // Whole bits the mean allows beyond min_bits (a small tolerance keeps 6.5 * 2 layers at 13).
+  auto budget = static_cast<long long>(std::floor(target_mean * static_cast<double>(n) + 1e-9)) -
+                static_cast<long long>(min_bits) * static_cast<long long>(n);
+  while (budget > 0) {
+    std::size_t best = n;
+    double best_gain = -1;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (bits[i] >= max_bits) continue;
+      const double gain = errors[i].at(bits[i]) - errors[i].at(bits[i] + 1);
+      if (gain > best_gain) best_gain = gain, best = i;
+    }
+    if (best == n) break;  // every layer at max_bits
+    ++bits[best];
+    --budget;
+  }
+  return bits;
+}
+
 std::vector<LayerInfo> conv_layers(const Architecture& arch) {
   // SPyNet basic module output channels: 32, 64, 32, 16, 2.
   static constexpr int kSpyOut[5] = {32, 64, 32, 16, 2};
@@ -129,7 +163,7 @@ std::vector<LayerInfo> conv_layers(const Architecture& arch) {
                    kSpyOut[k], true, false});
   for (const char* branch : {"backward_trunk", "forward_trunk"}) {
     const std::string b = branch;
-    v.push_back({b + ".main.0", arch.channels, false, false});
+    v.push_back({b + ".main.0", arch.channels, false, false, 3});
     for (int i = 0; i < arch.blocks; ++i) {
       v.push_back({b + ".main.2." + std::to_string(i) + ".conv1", arch.channels, false, false});
       v.push_back({b + ".main.2." + std::to_string(i) + ".conv2", arch.channels, false, false});

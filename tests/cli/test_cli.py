@@ -386,7 +386,60 @@ def calibrate_cases(tmp, shipped):
     case("calibrate: --compute fp32 runs", r.returncode == 0, r.stderr)
     expect_error("calibrate: no output", [TOOLS["calibrate"], "-m", shipped, "--clips", clip, "--bits", "6"],
                  "-o OUT")
+    target_cases(tmp, base)
     return out
+
+
+def greedy_bits(errors, target, lo, hi):
+    """The allocation rule, written again from its description: all layers at lo, then one bit at a
+    time to the layer whose modelled error falls most (ties: the first), until the mean would pass
+    the target."""
+    def at(e, b):
+        (b0, e0), (b1, e1) = sorted((int(k), v) for k, v in e.items())
+        if e0 <= 0:
+            return 0.0
+        span = max(1, b1 - b0)
+        ratio = min(max(e1 / e0, 0.25 ** span), 1.0)
+        return e0 * ratio ** ((b - b0) / span)
+    bits = [lo] * len(errors)
+    budget = int(target * len(errors) + 1e-9) - lo * len(errors)
+    for _ in range(budget):
+        gains = [at(e, b) - at(e, b + 1) if b < hi else -2.0 for e, b in zip(errors, bits)]
+        best = max(range(len(bits)), key=lambda i: (gains[i], -i))
+        if gains[best] < -1:
+            break
+        bits[best] += 1
+    return bits
+
+
+def target_cases(tmp, base):
+    out = os.path.join(tmp, "target.safetensors")
+    r = run(base + ["--iters", "1", "--target-bits", "4.6", "--sensitivity-sequences", "2", "-o", out,
+                    "--report", out + ".json"], timeout=300)
+    ok = r.returncode == 0
+    rep = json.load(open(out + ".json")) if ok else {}
+    sens = rep.get("sensitivity", [])
+    quantized = [l for l in rep.get("layers", []) if l["quantized"]]
+    bits = [s["bits"] for s in sens]
+    mean = sum(bits) / max(1, len(bits))
+    case("calibrate --target-bits: one measured error per quantized layer, mean bits at most the target",
+         ok and len(sens) == len(quantized) > 0 and 4.0 < mean <= 4.6 and min(bits) >= 3 and max(bits) <= 8
+         and all(s["mse"]["4"] > 0 for s in sens), r.stderr + str(bits))
+    case("calibrate --target-bits: the bits are the greedy allocation of the measured errors",
+         ok and bits == greedy_bits([s["mse"] for s in sens], 4.6, 3, 8)
+         and [l["b_L"] for l in quantized] == [b - 4 for b in bits], str(bits))
+    case("calibrate: the report has the per-frame PSNR against fp32, before and after distillation",
+         ok and len(rep["step_psnr"]["initial"]) == 3 and len(rep["step_psnr"]["final"]) == 3
+         and all(v > 10 for v in rep["step_psnr"]["initial"]), str(rep.get("step_psnr")))
+    gt = os.path.join(tmp, "target-gt")
+    os.makedirs(gt, exist_ok=True)
+    for i in range(3):
+        write_png(os.path.join(gt, f"{i}.png"), 32, 32, seed=20 + i)
+    r = run([TOOLS["eval"], "-m", out, "--gt", gt, "--no-adapt", "--json"], timeout=300)
+    reported = json.loads(r.stdout)["mean"]["bits"] if r.returncode == 0 else -1
+    case("eval reports the mean bits the allocation set", abs(reported - mean) < 1e-3, r.stderr + str(reported))
+    expect_error("calibrate: --target-bits below bits - 1", base + ["--target-bits", "2.5", "-o", out + ".x"],
+                 "--target-bits must be in 3..8")
 
 
 def train_cases(tmp, quantized):

@@ -200,6 +200,99 @@ TEST_F(QuantTest, Int8MatchesFakeOnARandomNetwork) {
   }
 }
 
+// fp32 that reports itself as quantizing and records the input channels each layer sees.
+class SplitProbe : public Engine {
+ public:
+  Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override {
+    channels[id] = x.t.size(1);
+    return fp32_.conv(id, c, x, post, next, residual);
+  }
+  bool quantizes(int) const override { return true; }
+  std::map<int, int64_t> channels;
+
+ private:
+  Fp32Engine fp32_;
+};
+
+TEST_F(QuantTest, TrunkInputConvKeepsTheFrameOutOfTheQuantizedInput) {
+  c10::InferenceMode guard;
+  const Architecture arch = test::tiny_arch();
+  const BasicVSR net(random_model(arch, 5));
+  const at::Tensor lr = at::rand({3, 3, 12, 16});
+  SplitProbe probe;
+  const at::Tensor split = net.forward(lr, probe);
+  // The frame's columns run beside the engine and are added before the activation: the same
+  // function as the concatenated conv, to float rounding.
+  EXPECT_LE((split - net.forward(lr)).abs().max().item<float>(), 1e-5f);
+  const auto layers = conv_layers(arch);
+  for (std::size_t id = 0; id < layers.size(); ++id) {
+    if (layers[id].name.find(".main.0") == std::string::npos) continue;
+    EXPECT_EQ(layers[id].frame_channels, 3) << layers[id].name;
+    EXPECT_EQ(probe.channels.at(static_cast<int>(id)), arch.channels) << layers[id].name;
+  }
+}
+
+// Only the backward trunk's input conv quantized, on a grid ([-0.5, 0.5], 8 bits) that would clip
+// half of the frame's [0, 1]: at the last frame the propagated feature is zero (exact on any grid
+// with a nudged zero point), so the backward feature there is exactly fp32's when the frame stays
+// out of the grid, and far from it when it does not.
+class OnlyLayer : public Engine {
+ public:
+  OnlyLayer(Engine& quantized, int id) : q_(quantized), id_(id) {}
+  Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override {
+    return id == id_ ? q_.conv(id, c, x, post, -1, residual) : fp32_.conv(id, c, x, post, next, residual);
+  }
+  bool quantizes(int id) const override { return id == id_; }
+
+ private:
+  Engine& q_;
+  Fp32Engine fp32_;
+  int id_;
+};
+
+TEST_F(QuantTest, QuantizedTrunkInputConvSeesTheFrameExactly) {
+  c10::InferenceMode guard;
+  const Architecture arch = test::tiny_arch();
+  const BasicVSR net(random_model(arch, 6));
+  const auto layers = conv_layers(arch);
+  int id = 0;
+  while (layers[id].name != "backward_trunk.main.0") ++id;
+  QuantSettings q;
+  q.b_base = 8;
+  for (const auto& info : layers) q.layers[info.name] = LayerQuant{0, true, -0.5f, 0.5f, {}};
+  const QuantPlan plan(arch, q);
+  FakeEngine fake(plan);
+  Int8Engine int8(plan);
+  const at::Tensor lr = at::rand({3, 3, 12, 16}) * 0.5 + 0.5;  // all in [0.5, 1]: clipped on the grid
+  const auto [fwd, bwd] = net.compute_flows(lr);
+  auto last_backward_feature = [&](Engine& e) {
+    at::Tensor f;
+    net.propagate(
+        lr, fwd, bwd, e, [](int64_t, const at::Tensor&) {}, 0, -1,
+        [&](int64_t t, int branch, const at::Tensor& x) {
+          if (t == 2 && branch == 0) f = x.clone();
+        });
+    return f;
+  };
+  Fp32Engine fp32;
+  const at::Tensor ref = last_backward_feature(fp32);
+  for (Engine* e : {static_cast<Engine*>(&fake), static_cast<Engine*>(&int8)}) {
+    OnlyLayer only(*e, id);
+    // Weights on their 8-bit grid: relative error ~1e-2 at most.
+    EXPECT_LE((last_backward_feature(only) - ref).abs().max().item<float>(),
+              2e-2f * ref.abs().max().item<float>());
+  }
+  // The same grid applied to [frame, features] together (the engine asked for the whole input)
+  // clips the frame: a much larger error, which is what the split avoids.
+  FakeEngine fake_whole(plan);  // its own weight cache: the whole conv's weights
+  struct Whole : OnlyLayer {
+    using OnlyLayer::OnlyLayer;
+    bool quantizes(int) const override { return false; }
+  } whole(fake_whole, id);
+  EXPECT_GT((last_backward_feature(whole) - ref).abs().max().item<float>(),
+            0.1f * ref.abs().max().item<float>());
+}
+
 TEST_F(QuantTest, Int8ConvMatchesFakeConvLayerByLayer) {
   c10::InferenceMode guard;
   Architecture arch = test::tiny_arch();

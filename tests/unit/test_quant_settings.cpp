@@ -115,3 +115,43 @@ TEST(QuantGrid, ScalarQuantizer) {
   EXPECT_NE(error_of([] { ActGrid::make(0, 1, 9); }), "");
   EXPECT_NE(error_of([] { parse_scope("most"); }), "");
 }
+
+TEST(BitAllocation, ErrorModelInterpolatesGeometrically) {
+  // Measured 16 at 6 bits and 1 at 8: a quarter per bit, so 4 at 7, 64 at 5, 0.25 at 9.
+  const LayerError e{16.0, 1.0, 6, 8};
+  EXPECT_DOUBLE_EQ(e.at(6), 16.0);
+  EXPECT_DOUBLE_EQ(e.at(7), 4.0);
+  EXPECT_DOUBLE_EQ(e.at(8), 1.0);
+  EXPECT_DOUBLE_EQ(e.at(5), 64.0);
+  // A ratio below 4^-2 (measurement noise) is held at it; above 1 (more bits, more error) at 1.
+  EXPECT_DOUBLE_EQ((LayerError{16.0, 0.001, 6, 8}.at(7)), 4.0);
+  EXPECT_DOUBLE_EQ((LayerError{16.0, 20.0, 6, 8}.at(8)), 16.0);
+  EXPECT_DOUBLE_EQ((LayerError{0.0, 0.0, 6, 8}.at(4)), 0.0);
+}
+
+TEST(BitAllocation, GreedyFollowsTheLargestGain) {
+  // Layer a: 16 at 6 bits, quarter per bit. Layer b: 4 at 6 bits, quarter per bit. Layer c:
+  // clipping-bound, 8 at 6 and 8 at 8 (no gain). From 5 bits each (a 64, b 16, c 8) a mean of 6
+  // gives 3 bits: a 5->6 (gain 48), a 6->7 (12), b 5->6 (12, a tie: the lower index, a, went
+  // first) -> a 7, b 6, c 5.
+  const std::vector<LayerError> errs{{16, 1, 6, 8}, {4, 0.25, 6, 8}, {8, 8, 6, 8}};
+  EXPECT_EQ(allocate_bits(errs, 6.0, 5, 8), (std::vector<int>{7, 6, 5}));
+  // One more bit (mean 6.34: floor(19.02) = 19 bits): a 7->8 and b 6->7 both gain 3; a first.
+  EXPECT_EQ(allocate_bits(errs, 6.34, 5, 8), (std::vector<int>{8, 6, 5}));
+  // The whole range: nothing gains on c, so it is raised only when a and b are at the top.
+  EXPECT_EQ(allocate_bits(errs, 7.0, 5, 8), (std::vector<int>{8, 8, 5}));
+  EXPECT_EQ(allocate_bits(errs, 8.0, 5, 8), (std::vector<int>{8, 8, 8}));
+  EXPECT_EQ(allocate_bits(errs, 5.0, 5, 8), (std::vector<int>{5, 5, 5}));
+  // The mean never exceeds the target.
+  for (double t : {5.2, 5.5, 6.65, 7.9}) {
+    const auto b = allocate_bits(errs, t, 5, 8);
+    EXPECT_LE((b[0] + b[1] + b[2]) / 3.0, t + 1e-12) << t;
+  }
+}
+
+TEST(BitAllocation, BadBoundsAreRefused) {
+  const std::vector<LayerError> errs{{1, 1, 6, 8}};
+  EXPECT_NE(error_of([&] { allocate_bits(errs, 4.5, 5, 8); }).find("below the lowest"), std::string::npos);
+  EXPECT_NE(error_of([&] { allocate_bits(errs, 6, 1, 8); }).find("bounds"), std::string::npos);
+  EXPECT_NE(error_of([&] { allocate_bits(errs, 6, 5, 9); }).find("bounds"), std::string::npos);
+}

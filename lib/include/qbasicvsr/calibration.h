@@ -36,6 +36,12 @@ struct CalibrationOptions {
   // Then scale all initial ranges by the factor (0.8 .. 2) whose fake-quantized network best
   // reproduces the fp32 frames on the statistics crops.
   bool range_search = true;
+  // A mean bit-width instead of TS-LBA's percentiles: every quantized layer's output error is
+  // measured alone at bits and bits + 2 on the centre crops of `sensitivity_sequences` sequences,
+  // and b_L is chosen so that the modelled sum of errors is least with a mean bit-width at
+  // b_V = 0 of at most target_bits (allocate_bits, each layer in [bits - 1, 8]).
+  std::optional<double> target_bits;
+  int sensitivity_sequences = 4;
   uint64_t seed = 1;
   int threads = 0;
   Compute compute = Compute::Auto;  // the student's convolutions (the teacher runs in fp32)
@@ -52,8 +58,19 @@ struct LayerCalibration {
   float l = 0, u = 0;  // final range
 };
 
+struct LayerSensitivity {
+  std::string name;
+  LayerError error;  // output MSE against fp32 with this layer alone quantized
+  int bits = 0;      // allocated
+};
+
 struct CalibrationReport {
   std::vector<LayerCalibration> layers;
+  std::vector<LayerSensitivity> sensitivity;  // with target_bits
+  // PSNR (dB, peak 1) of the quantized network against fp32 per frame index of the probe crops
+  // (the sensitivity crops, or the range-search ones), at b_V = 0: after the initial ranges and
+  // after distillation. How the error grows along the propagation.
+  std::vector<double> step_psnr_initial, step_psnr_final;
   std::vector<double> sequence_C_V;  // per calibration sequence
   std::vector<int> sequence_b_V;
   double lambda = 0, gamma = 0, tau_lo = 0, tau_hi = 0;

@@ -76,6 +76,24 @@ TsLbaThresholds ts_lba_thresholds(const std::vector<double>& s_space, const std:
 // upper ones, else 0.
 int ts_lba_offset(double s_space, double s_temp, const TsLbaThresholds& t);
 
+// Output error of the network when one layer alone is quantized, measured at two bit-widths
+// (calibration's sensitivity pass); between and beyond them the error is interpolated
+// geometrically: err(b) = err_lo * (err_hi / err_lo)^((b - bits_lo) / (bits_hi - bits_lo)), the
+// ratio kept in [4^-(bits_hi - bits_lo), 1] (each bit can at best quarter the rounding noise and
+// never adds error).
+struct LayerError {
+  double err_lo = 0, err_hi = 0;
+  int bits_lo = 6, bits_hi = 8;
+  double at(int bits) const;
+};
+
+// Bits per layer that minimise sum_i errors[i].at(b_i) with a mean of b_i at most `target_mean`
+// and every b_i in [min_bits, max_bits]: all layers start at min_bits and the bit with the largest
+// error reduction goes next (optimal for errors convex in b, as the model above is). Throws Error
+// when target_mean < min_bits or the bounds are outside 2..8.
+std::vector<int> allocate_bits(const std::vector<LayerError>& errors, double target_mean, int min_bits,
+                               int max_bits);
+
 struct QuantSettings {
   int b_base = 8;
   Scope scope = Scope::Partial;
@@ -98,6 +116,13 @@ struct LayerInfo {
   int out_channels = 0;
   bool spynet = false;     // part of the flow network
   bool conv_last = false;  // the final 3-channel conv
+  // Leading input channels that are the LR frame (a trunk's input conv: [frame, features]). When
+  // the layer is quantized only the feature channels go through its grid and its weights' clips;
+  // the frame's 3 channels (4.5 % of the conv's work at C = 64) are convolved in float and added
+  // before the activation. An 8-bit frame on a grid shared with the features loses precision even
+  // at 8 bits, and this one conv's input was most of the quantized network's error (the
+  // sensitivity figures in docs/CALIBRATION.md).
+  int frame_channels = 0;
 };
 std::vector<LayerInfo> conv_layers(const Architecture& arch);
 // Whether a layer is quantized in a scope: partial leaves SPyNet and conv_last in float.
