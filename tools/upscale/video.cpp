@@ -677,38 +677,14 @@ Segment video_segment(const Job& job, std::size_t frames, int index, int count) 
 class VideoWriter {
  public:
   VideoWriter(const std::string& path, const Encoding& enc, int width, int height, int fps_n, int fps_d) {
-    pipeline_ = gst_pipeline_new("piece");
-    src_ = gst_element_factory_make("appsrc", nullptr);
-    GstElement* queue = gst_element_factory_make("queue", nullptr);
-    GstElement* convert = gst_element_factory_make("videoconvert", nullptr);
-    GError* err = nullptr;
-    GstElement* encoder = gst_parse_bin_from_description(enc.video.c_str(), TRUE, &err);
-    if (err) g_error_free(err);
-    GstElement* mux = gst_element_factory_make("matroskamux", nullptr);
-    GstElement* sink = gst_element_factory_make("filesink", nullptr);
-    if (!src_ || !queue || !convert || !encoder || !mux || !sink)
-      throw Error("missing GStreamer elements for " + enc.video + " into Matroska");
-    gst_bin_add_many(GST_BIN(pipeline_), src_, queue, convert, encoder, mux, sink, nullptr);
-    GstCaps* caps = gst_caps_new_simple("video/x-raw", "format", G_TYPE_STRING, "RGB", "width", G_TYPE_INT,
-                                        width, "height", G_TYPE_INT, height, "framerate", GST_TYPE_FRACTION,
-                                        std::max(fps_n, 0), std::max(fps_d, 1), nullptr);
-    g_object_set(src_, "caps", caps, "format", GST_FORMAT_TIME, "block", TRUE, "max-bytes",
-                 static_cast<guint64>(4) * 3 * width * height, nullptr);
-    gst_caps_unref(caps);
-    g_object_set(sink, "location", path.c_str(), nullptr);
-    if (!gst_element_link_many(src_, queue, convert, encoder, mux, sink, nullptr))
-      throw Error("cannot link the encoder of a segment piece");
-    bus_ = gst_element_get_bus(pipeline_);
-    if (gst_element_set_state(pipeline_, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
-      const std::string why = cli::bus_error(bus_);
-      throw Error(path + ": " + (why.empty() ? "cannot start writing" : why));
+    try {
+      build(path, enc, width, height, fps_n, fps_d);
+    } catch (...) {
+      release();  // the destructor does not run for a constructor that throws
+      throw;
     }
   }
-  ~VideoWriter() {
-    gst_element_set_state(pipeline_, GST_STATE_NULL);
-    gst_object_unref(bus_);
-    gst_object_unref(pipeline_);
-  }
+  ~VideoWriter() { release(); }
   VideoWriter(const VideoWriter&) = delete;
   VideoWriter& operator=(const VideoWriter&) = delete;
 
@@ -733,6 +709,48 @@ class VideoWriter {
   }
 
  private:
+  void build(const std::string& path, const Encoding& enc, int width, int height, int fps_n, int fps_d) {
+    pipeline_ = gst_pipeline_new("piece");
+    src_ = gst_element_factory_make("appsrc", nullptr);
+    GstElement* queue = gst_element_factory_make("queue", nullptr);
+    GstElement* convert = gst_element_factory_make("videoconvert", nullptr);
+    GError* err = nullptr;
+    GstElement* encoder = gst_parse_bin_from_description(enc.video.c_str(), TRUE, &err);
+    if (err) g_error_free(err);
+    GstElement* mux = gst_element_factory_make("matroskamux", nullptr);
+    GstElement* sink = gst_element_factory_make("filesink", nullptr);
+    if (!src_ || !queue || !convert || !encoder || !mux || !sink) {
+      for (GstElement* e : {src_, queue, convert, encoder, mux, sink})
+        if (e) gst_object_unref(gst_object_ref_sink(e));
+      src_ = nullptr;
+      throw Error("missing GStreamer elements for " + enc.video + " into Matroska");
+    }
+    gst_bin_add_many(GST_BIN(pipeline_), src_, queue, convert, encoder, mux, sink, nullptr);
+    GstCaps* caps = gst_caps_new_simple("video/x-raw", "format", G_TYPE_STRING, "RGB", "width", G_TYPE_INT,
+                                        width, "height", G_TYPE_INT, height, "framerate", GST_TYPE_FRACTION,
+                                        std::max(fps_n, 0), std::max(fps_d, 1), nullptr);
+    g_object_set(src_, "caps", caps, "format", GST_FORMAT_TIME, "block", TRUE, "max-bytes",
+                 static_cast<guint64>(4) * 3 * width * height, nullptr);
+    gst_caps_unref(caps);
+    g_object_set(sink, "location", path.c_str(), nullptr);
+    if (!gst_element_link_many(src_, queue, convert, encoder, mux, sink, nullptr))
+      throw Error("cannot link the encoder of a segment piece");
+    bus_ = gst_element_get_bus(pipeline_);
+    if (gst_element_set_state(pipeline_, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
+      const std::string why = cli::bus_error(bus_);
+      throw Error(path + ": " + (why.empty() ? "cannot start writing" : why));
+    }
+  }
+  void release() {
+    if (pipeline_) {
+      gst_element_set_state(pipeline_, GST_STATE_NULL);
+      gst_object_unref(pipeline_);
+    }
+    if (bus_) gst_object_unref(bus_);
+    pipeline_ = nullptr;
+    bus_ = nullptr;
+  }
+
   GstElement* pipeline_ = nullptr;
   GstElement* src_ = nullptr;
   GstBus* bus_ = nullptr;
