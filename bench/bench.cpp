@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "common/cli.h"
@@ -95,13 +96,19 @@ int main(int argc, char** argv) {
     const double median = ms[ms.size() / 2];
     const double rss = peak_rss_mb();
     if (args.has("--json")) {
-      std::printf(
-          "{\"model\": \"%s\", \"precision\": \"%s\", \"quantization\": \"%s\", \"device\": \"%s\", "
-          "\"threads\": %d, "
-          "\"size\": [%d, %d], \"frames\": %d, \"runs\": %d, \"ms_per_frame\": %.2f, "
-          "\"ms_per_frame_min\": %.2f, \"ms_per_frame_max\": %.2f, \"peak_rss_mb\": %.1f}\n",
-          source.c_str(), precision_name(opts.precision), cli::describe(upscaler).c_str(),
-          opts.device.c_str(), runtime_threads(), h, w, frames, runs, median, ms.front(), ms.back(), rss);
+      const nlohmann::json out = {{"model", source},
+                                  {"precision", precision_name(opts.precision)},
+                                  {"quantization", cli::describe(upscaler)},
+                                  {"device", opts.device},
+                                  {"threads", runtime_threads()},
+                                  {"size", {h, w}},
+                                  {"frames", frames},
+                                  {"runs", runs},
+                                  {"ms_per_frame", median},
+                                  {"ms_per_frame_min", ms.front()},
+                                  {"ms_per_frame_max", ms.back()},
+                                  {"peak_rss_mb", rss}};
+      std::printf("%s\n", out.dump().c_str());
     } else {
       std::printf(
           "%s, %s, %d threads, %dx%d x %d frames: %.1f ms/frame (median of %d; min %.1f, "

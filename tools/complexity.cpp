@@ -1,5 +1,6 @@
 // qbasicvsr-complexity: FG-VBA's measurements of a clip and the bit offset they map to.
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 #include "common/cli.h"
 #include "common/clip.h"
@@ -45,15 +46,21 @@ int main(int argc, char** argv) {
     const VideoComplexity c = upscaler.analyze(frames);
     const FgVbaParams p = model.quantization ? model.quantization->fg_vba : FgVbaParams();
     if (args.has("--json")) {
-      std::printf("{\"model\": \"%s\", \"lambda\": %.9g, \"gamma\": %.9g, \"frames\": [", model_path.c_str(),
-                  p.lambda, p.gamma);
-      for (std::size_t i = 0; i < c.S.size(); ++i) std::printf("%s{\"S\": %.9g}", i ? ", " : "", c.S[i]);
-      std::printf("], \"pairs\": [");
+      nlohmann::json frames = nlohmann::json::array(), pairs = nlohmann::json::array();
+      for (double v : c.S) frames.push_back({{"S", v}});
       for (std::size_t i = 0; i < c.T_mag.size(); ++i)
-        std::printf("%s{\"T_mag\": %.9g, \"T_cons\": %.9g}", i ? ", " : "", c.T_mag[i], c.T_cons[i]);
-      std::printf(
-          "], \"mean_S\": %.9g, \"mean_T_mag\": %.9g, \"mean_T_cons\": %.9g, \"C_V\": %.9g, \"b_V\": %d}\n",
-          c.mean_S, c.mean_T_mag, c.mean_T_cons, c.C_V, c.b_V);
+        pairs.push_back({{"T_mag", c.T_mag[i]}, {"T_cons", c.T_cons[i]}});
+      const nlohmann::json out = {{"model", model_path},
+                                  {"lambda", p.lambda},
+                                  {"gamma", p.gamma},
+                                  {"frames", frames},
+                                  {"pairs", pairs},
+                                  {"mean_S", c.mean_S},
+                                  {"mean_T_mag", c.mean_T_mag},
+                                  {"mean_T_cons", c.mean_T_cons},
+                                  {"C_V", c.C_V},
+                                  {"b_V", c.b_V}};
+      std::printf("%s\n", out.dump().c_str());
       return 0;
     }
     for (std::size_t i = 0; i < c.S.size(); ++i) {

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "common/cli.h"
 #include "common/clip.h"
@@ -42,8 +43,9 @@ constexpr const char* kUsage =
     "  --max-frames N      use only the first N frames of each clip\n"
     "  --threads N         compute threads (default: one per core)\n"
     "  --save DIR          write the super-resolved frames to DIR/<clip>/\n"
-    "  --json              one JSON object on stdout: clips[] {name, psnr, ssim, frames}, mean {psnr, "
-    "ssim}\n";
+    "  --json              one JSON object on stdout: clips[] {name, frames, psnr, ssim, bits, b_V},\n"
+    "                      mean {psnr, ssim, bits}; bits is the mean bit-width the quantized layers ran\n"
+    "                      at (32: fp32); a PSNR of identical frames (infinite) is null\n";
 
 struct Score {
   std::string name;
@@ -53,12 +55,8 @@ struct Score {
   int b_V = 0;       // FG-VBA offset of the last pass
 };
 
-std::string json_number(double v) {
-  if (std::isinf(v)) return "1e999";  // identical frames: JSON has no infinity
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.6f", v);
-  return buf;
-}
+// JSON has no infinity (the PSNR of identical frames): null there.
+nlohmann::json json_number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); }
 
 }  // namespace
 
@@ -170,19 +168,22 @@ int main(int argc, char** argv) {
     }
     const std::string what = bicubic ? "bicubic" : cli::describe(*upscaler);
     if (args.has("--json")) {
-      std::printf(
-          "{\"model\": \"%s\", \"method\": \"%s\", \"degradation\": \"%s\", \"metric\": \"%s\", \"crop\": "
-          "%d, "
-          "\"clips\": [",
-          model_path.c_str(), what.c_str(), deg.c_str(), rgb ? "RGB" : "Y", crop);
-      for (std::size_t i = 0; i < scores.size(); ++i)
-        std::printf(
-            "%s{\"name\": \"%s\", \"frames\": %zu, \"psnr\": %s, \"ssim\": %s, \"bits\": %.4f, "
-            "\"b_V\": %d}",
-            i ? ", " : "", scores[i].name.c_str(), scores[i].frames, json_number(scores[i].psnr).c_str(),
-            json_number(scores[i].ssim).c_str(), scores[i].bits, scores[i].b_V);
-      std::printf("], \"mean\": {\"psnr\": %s, \"ssim\": %s, \"bits\": %.4f}}\n", json_number(mp).c_str(),
-                  json_number(ms).c_str(), mb);
+      nlohmann::json clips = nlohmann::json::array();
+      for (const auto& c : scores)
+        clips.push_back({{"name", c.name},
+                         {"frames", c.frames},
+                         {"psnr", json_number(c.psnr)},
+                         {"ssim", c.ssim},
+                         {"bits", c.bits},
+                         {"b_V", c.b_V}});
+      const nlohmann::json out = {{"model", model_path},
+                                  {"method", what},
+                                  {"degradation", deg},
+                                  {"metric", rgb ? "RGB" : "Y"},
+                                  {"crop", crop},
+                                  {"clips", clips},
+                                  {"mean", {{"psnr", json_number(mp)}, {"ssim", ms}, {"bits", mb}}}};
+      std::printf("%s\n", out.dump().c_str());
     } else {
       std::printf("mean over %zu clips (%s, %s, %s%s): PSNR %.3f dB  SSIM %.4f  %.2f bits\n", scores.size(),
                   what.c_str(), deg.c_str(), rgb ? "RGB" : "Y",
