@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
     if (h < 1 || w < 1 || h > 4096 || w > 4096) args.die("--size out of range");
     const int frames = static_cast<int>(args.get_int("--frames", 4, 1, 10000));
     const int runs = static_cast<int>(args.get_int("--runs", 3, 1, 1000));
-    const UpscalerOptions opts = cli::upscaler_options(args, "fp32");
+    const UpscalerOptions opts = cli::upscaler_options(args, Precision::FP32);
 
     Model model;
     std::string source;

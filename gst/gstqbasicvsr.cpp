@@ -378,7 +378,7 @@ gboolean start(GstBaseTransform* trans) {
     qbasicvsr::UpscalerOptions o;
     switch (s.precision) {
       case PRECISION_AUTO:
-        o.precision = model.quantization ? qbasicvsr::Precision::Int8 : qbasicvsr::Precision::FP32;
+        o.precision = qbasicvsr::default_precision(model);
         break;
       case PRECISION_FP32:
         o.precision = qbasicvsr::Precision::FP32;

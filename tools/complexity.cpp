@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
     if (args.positional().size() != 1) args.die("expected one INPUT folder (see --help)");
     const std::string model_path = resolve_model(args.get("--model"));
     const Model model = load_model(model_path);
-    Upscaler upscaler(model, cli::upscaler_options(args, "fp32"));
+    Upscaler upscaler(model, cli::upscaler_options(args, Precision::FP32));
     const auto frames = cli::read_clip(args.positional()[0]);
     const VideoComplexity c = upscaler.analyze(frames);
     const FgVbaParams p = model.quantization ? model.quantization->fg_vba : FgVbaParams();

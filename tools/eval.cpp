@@ -100,8 +100,7 @@ int main(int argc, char** argv) {
     if (!bicubic) {
       model_path = resolve_model(args.get("--model"));
       const Model model = load_model(model_path);
-      upscaler = std::make_unique<Upscaler>(
-          model, cli::upscaler_options(args, model.quantization ? "int8" : "fp32"));
+      upscaler = std::make_unique<Upscaler>(model, cli::upscaler_options(args, default_precision(model)));
     }
     std::vector<Score> scores;
     for (const auto& dir : clips) {

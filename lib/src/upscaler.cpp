@@ -20,6 +20,10 @@ Precision parse_precision(const std::string& name) {
   throw Error("unknown precision \"" + name + "\" (expected fp32, fake or int8)");
 }
 
+Precision default_precision(const Model& model) {
+  return model.quantization ? Precision::Int8 : Precision::FP32;
+}
+
 const char* precision_name(Precision p) {
   switch (p) {
     case Precision::FP32:

@@ -36,9 +36,10 @@ inline void precision_options(Args& args) {
   args.value("", "--device");
 }
 
-inline UpscalerOptions upscaler_options(const Args& args, const std::string& default_precision) {
+// Options from the command line; the precision defaults to `fallback`.
+inline UpscalerOptions upscaler_options(const Args& args, Precision fallback) {
   UpscalerOptions o;
-  o.precision = parse_precision(args.get("--precision", default_precision));
+  o.precision = args.has("--precision") ? parse_precision(args.get("--precision")) : fallback;
   o.bits = static_cast<int>(args.get_int("--bits", 0, 2, 8));
   if (args.has("--scope")) o.scope = parse_scope(args.get("--scope"));
   o.adaptive = !args.has("--no-adapt");

@@ -182,7 +182,7 @@ int main(int argc, char** argv) {
     job.model_path = resolve_model(args.get("--model"));
     // Loaded here for an early, clear error; the element loads its own copy.
     const Model model = load_model(job.model_path);
-    job.options = cli::upscaler_options(args, model.quantization ? "int8" : "fp32");
+    job.options = cli::upscaler_options(args, default_precision(model));
     job.options.tile_rows = static_cast<int>(args.get_int("--tile-size", 0, 0, 16384));
     job.options.tile_overlap = static_cast<int>(args.get_int("--tile-overlap", 16, 0, 1024));
     job.options.max_memory_mb = static_cast<int>(args.get_int("--max-memory", 4096, 0, 1 << 20));

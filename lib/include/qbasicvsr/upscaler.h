@@ -21,6 +21,8 @@ enum class Precision { FP32, Fake, Int8 };
 // Parses "fp32", "fake", "int8"; throws Error otherwise.
 Precision parse_precision(const std::string& name);
 const char* precision_name(Precision p);
+// What a model runs at unless told otherwise: int8 for a quantized model, else fp32.
+Precision default_precision(const Model& model);
 
 struct UpscalerOptions {
   Precision precision = Precision::FP32;
