@@ -4,13 +4,14 @@
 # and Vimeo-90K 00001_0001..0008 (LR made with the row's degradation), 150 iterations, the bits
 # allocated for the paper's lowest mean of the row (--target-bits), then scored on the held-out
 # Vimeo-90K 00002_0001..0008 with FG-VBA and with --no-adapt. One heavy job at a time.
-#   official_rows.sh WORK_DIR [ROW ...]   rows: pq-w6 pq-w4 bd-pq-w6 fq-w6 fq-w4 uniform (default: all)
+#   official_rows.sh WORK_DIR [ROW ...]
+# rows: uniform, pq-w6-ptq, pq-w6, pq-w4, bd-pq-w6-ptq, bd-pq-w6, fq-w6, fq-w4 (default: all)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=$1
 shift
 rows=("$@")
-[ ${#rows[@]} -gt 0 ] || rows=(uniform pq-w6 pq-w4 bd-pq-w6 fq-w6 fq-w4)
+[ ${#rows[@]} -gt 0 ] || rows=(uniform pq-w6-ptq pq-w6 pq-w4 bd-pq-w6-ptq bd-pq-w6 fq-w6 fq-w4)
 models=${QBASICVSR_MODELS:-$HOME/.cache/qbasicvsr}
 bi=$models/basicvsr-vimeo90k_bix4-fp32.safetensors bd=$models/basicvsr-vimeo90k_bdx4-fp32.safetensors
 data=$here/../shared/data/frames
@@ -56,8 +57,10 @@ for r in "${rows[@]}"; do
           score "$work/uniform-ptq-w$b.at$e.eval.json" "  uniform at $e bits"
         done
       done ;;
+    pq-w6-ptq) row pq-w6-ptq "$bi" BI --bits 6 --target-bits 6.65 --iters 0 ;;
     pq-w6) row pq-w6 "$bi" BI --bits 6 --target-bits 6.65 --iters 150 ;;
     pq-w4) row pq-w4 "$bi" BI --bits 4 --target-bits 4.69 --iters 150 ;;
+    bd-pq-w6-ptq) row bd-pq-w6-ptq "$bd" BD --bits 6 --target-bits 6.65 --iters 0 ;;
     bd-pq-w6) row bd-pq-w6 "$bd" BD --bits 6 --target-bits 6.65 --iters 150 ;;
     fq-w6) row fq-w6 "$bi" BI --bits 6 --scope full --target-bits 6.65 --iters 150 ;;
     fq-w4) row fq-w4 "$bi" BI --bits 4 --scope full --target-bits 4.69 --iters 150 ;;
