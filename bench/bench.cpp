@@ -8,6 +8,7 @@
 #include "common/cli.h"
 #include "common/clip.h"
 #include "qbasicvsr/model_paths.h"
+#include "qbasicvsr/profile.h"
 #include "qbasicvsr/runtime.h"
 #include "qbasicvsr/upscaler.h"
 
@@ -16,7 +17,7 @@ namespace {
 constexpr const char* kUsage =
     "Usage: qbasicvsr-bench (-m MODEL | --arch C,N) --size HxW --frames T -p fp32|fake|int8\n"
     "                       [--bits B] [--scope partial|full] [--no-adapt] [--threads N]\n"
-    "                       [--runs R] [--json]\n"
+    "                       [--runs R] [--profile] [--json]\n"
     "\n"
     "Times one bidirectional pass over T random frames of HxW (LR) after a warm-up pass and\n"
     "prints the median milliseconds per frame over R runs and the peak resident memory. For\n"
@@ -33,7 +34,13 @@ constexpr const char* kUsage =
     "  --no-adapt       no FG-VBA bit offset per clip\n"
     "  --threads N      compute threads (default: one per core)\n"
     "  --runs R         timed runs (default 3)\n"
-    "  --json           one JSON object on stdout\n";
+    "  --profile        also time each stage of the timed runs (SPyNet, warps, trunk convolutions,\n"
+    "                   quantization, reconstruction, conv_last, pixel shuffles, copies in and\n"
+    "                   out) and report the convolutions' share of the time: the floor a pass\n"
+    "                   would reach if nothing but its convolutions cost time\n"
+    "  --json           one JSON object on stdout; with --profile, \"profile\" holds each stage's\n"
+    "                   ms_per_frame, calls_per_frame and share, plus conv_ms_per_frame and\n"
+    "                   conv_share\n";
 
 }  // namespace
 
@@ -47,6 +54,7 @@ int main(int argc, char** argv) {
   args.value("", "--runs");
   cli::precision_options(args);
   args.flag("--json");
+  args.flag("--profile");
   args.parse(argc, argv);
   return cli::run_main("qbasicvsr-bench", [&] {
     if (!args.positional().empty()) args.die("unexpected argument " + args.positional()[0]);
@@ -90,24 +98,43 @@ int main(int argc, char** argv) {
              frames;
     };
     pass();  // warm-up: first-touch of buffers, oneDNN primitive creation
+    const bool profiling = args.has("--profile");
+    profile::set_enabled(profiling);
+    profile::reset();
     std::vector<double> ms;
     for (int r = 0; r < runs; ++r) ms.push_back(pass());
     std::sort(ms.begin(), ms.end());
     const double median = ms[ms.size() / 2];
     const double rss = peak_rss_mb();
+    profile::set_enabled(false);
+    const profile::Totals prof = profile::totals();
+    const double per_frame = 1.0 / (static_cast<double>(runs) * frames);
+    nlohmann::json stages = nlohmann::json::object();
+    for (int i = 0; i < profile::kStages; ++i) {
+      const auto s = static_cast<profile::Stage>(i);
+      stages[profile::stage_name(s)] = {{"ms_per_frame", prof.ms[i] * per_frame},
+                                        {"calls_per_frame", static_cast<double>(prof.calls[i]) * per_frame},
+                                        {"share", prof.ms[i] / std::max(prof.total_ms(), 1e-9)},
+                                        {"conv", profile::is_conv(s)}};
+    }
+    const nlohmann::json profile_json = {{"stages", stages},
+                                         {"ms_per_frame", prof.total_ms() * per_frame},
+                                         {"conv_ms_per_frame", prof.conv_ms() * per_frame},
+                                         {"conv_share", prof.conv_ms() / std::max(prof.total_ms(), 1e-9)}};
     if (args.has("--json")) {
-      const nlohmann::json out = {{"model", source},
-                                  {"precision", precision_name(opts.precision)},
-                                  {"quantization", cli::describe(upscaler)},
-                                  {"device", opts.device},
-                                  {"threads", runtime_threads()},
-                                  {"size", {h, w}},
-                                  {"frames", frames},
-                                  {"runs", runs},
-                                  {"ms_per_frame", median},
-                                  {"ms_per_frame_min", ms.front()},
-                                  {"ms_per_frame_max", ms.back()},
-                                  {"peak_rss_mb", rss}};
+      nlohmann::json out = {{"model", source},
+                            {"precision", precision_name(opts.precision)},
+                            {"quantization", cli::describe(upscaler)},
+                            {"device", opts.device},
+                            {"threads", runtime_threads()},
+                            {"size", {h, w}},
+                            {"frames", frames},
+                            {"runs", runs},
+                            {"ms_per_frame", median},
+                            {"ms_per_frame_min", ms.front()},
+                            {"ms_per_frame_max", ms.back()},
+                            {"peak_rss_mb", rss}};
+      if (profiling) out["profile"] = profile_json;
       std::printf("%s\n", out.dump().c_str());
     } else {
       std::printf(
@@ -115,6 +142,21 @@ int main(int argc, char** argv) {
           "max %.1f), peak RSS %.0f MB\n",
           source.c_str(), cli::describe(upscaler).c_str(), runtime_threads(), h, w, frames, median, runs,
           ms.front(), ms.back(), rss);
+      if (profiling) {
+        std::printf("\n%-20s %12s %10s %8s\n", "stage", "ms/frame", "calls/fr", "share");
+        for (int i = 0; i < profile::kStages; ++i) {
+          const auto& st = profile_json["stages"][profile::stage_name(static_cast<profile::Stage>(i))];
+          std::printf("%-20s %12.1f %10.1f %7.1f%%%s\n", profile::stage_name(static_cast<profile::Stage>(i)),
+                      st["ms_per_frame"].get<double>(), st["calls_per_frame"].get<double>(),
+                      100.0 * st["share"].get<double>(), st["conv"].get<bool>() ? "  conv" : "");
+        }
+        std::printf(
+            "%-20s %12.1f\nconvolutions        %12.1f %10s %7.1f%%  (end-to-end = %.2fx the conv floor)\n",
+            "profiled total", profile_json["ms_per_frame"].get<double>(),
+            profile_json["conv_ms_per_frame"].get<double>(), "",
+            100.0 * profile_json["conv_share"].get<double>(),
+            1.0 / std::max(profile_json["conv_share"].get<double>(), 1e-9));
+      }
     }
     return 0;
   });

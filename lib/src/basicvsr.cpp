@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "qbasicvsr/error.h"
+#include "qbasicvsr/profile.h"
 
 namespace qbasicvsr {
 
@@ -23,6 +24,12 @@ constexpr int64_t kBandBytes = 96ll << 20;
 // LR rows of context a band needs so that its centre rows are exact: upconv1 (1 row), upconv2
 // at 2x (1/2 row), conv_hr and conv_last at 4x (1/4 row each).
 constexpr int64_t kBandHalo = 2;
+
+// The hidden feature warped along the flow, timed as its own stage.
+at::Tensor warp(const at::Tensor& feat, const at::Tensor& flow) {
+  const profile::Scope scope(profile::Stage::Warp);
+  return flow_warp(feat, flow);
+}
 
 }  // namespace
 
@@ -53,6 +60,7 @@ BasicVSR::BasicVSR(const Model& model)
 }
 
 at::Tensor BasicVSR::Trunk::run(const at::Tensor& lr_frame, const at::Tensor& feat, Engine& engine) const {
+  const profile::Scope scope(profile::Stage::Trunk);
   at::Tensor x;
   if (engine.quantizes(first_id)) {
     // The frame's columns in float, the features' through the engine, summed before the
@@ -86,6 +94,7 @@ std::pair<at::Tensor, at::Tensor> BasicVSR::compute_flows(const at::Tensor& lr) 
 }
 
 std::pair<at::Tensor, at::Tensor> BasicVSR::compute_flows(const at::Tensor& lr, Engine& engine) const {
+  const profile::Scope scope(profile::Stage::SpyNet);
   const int64_t t = lr.size(0);
   if (t < 2)
     return {lr.new_empty({0, 2, lr.size(2), lr.size(3)}), lr.new_empty({0, 2, lr.size(2), lr.size(3)})};
@@ -113,11 +122,13 @@ at::Tensor BasicVSR::reconstruct_band(const at::Tensor& backward_feat, const at:
   x = pixel_shuffle2(engine.conv(id + 1, upconv1_, x, PostOp::LeakyReLU, id + 2));
   x = pixel_shuffle2(engine.conv(id + 2, upconv2_, x, PostOp::LeakyReLU, id + 3));
   x = engine.conv(id + 3, conv_hr_, x, PostOp::LeakyReLU, id + 4);
+  const profile::Scope scope(profile::Stage::ConvLast);
   return engine.conv(id + 4, conv_last_, x, PostOp::None).values();
 }
 
 at::Tensor BasicVSR::reconstruct(const at::Tensor& lr_frame, const at::Tensor& backward_feat,
                                  const at::Tensor& forward_feat, Engine& engine) const {
+  const profile::Scope scope(profile::Stage::Reconstruction);
   const int64_t h = lr_frame.size(2), w = lr_frame.size(3), s = arch_.scale;
   at::Tensor out = arch_.base_upsample == BaseUpsample::Bilinear
                        ? at::upsample_bilinear2d(lr_frame, {h * s, w * s}, false)
@@ -155,7 +166,7 @@ void BasicVSR::propagate(const at::Tensor& lr_in, const at::Tensor& flows_forwar
   if (sink) {
     at::Tensor feat = zero;
     for (int64_t i = t - 1; i >= first; --i) {
-      if (i < t - 1) feat = flow_warp(feat, flows_backward.narrow(0, i, 1));
+      if (i < t - 1) feat = warp(feat, flows_backward.narrow(0, i, 1));
       feat = backward_.run(lr.narrow(0, i, 1), feat, engine);
       if (features && i < last) features(i, 0, feat);
       if (i < last) backward_feats[i] = feat;
@@ -163,7 +174,7 @@ void BasicVSR::propagate(const at::Tensor& lr_in, const at::Tensor& flows_forwar
   }
   at::Tensor feat = carried ? forward_init : zero;
   for (int64_t i = carried ? first : 0; i < last; ++i) {
-    if (i > 0) feat = flow_warp(feat, flows_forward.narrow(0, i - 1, 1));
+    if (i > 0) feat = warp(feat, flows_forward.narrow(0, i - 1, 1));
     feat = forward_.run(lr.narrow(0, i, 1), feat, engine);
     if (i < first) continue;
     if (features) features(i, 1, feat);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "qbasicvsr/profile.h"
 #include "quantizer.h"
 
 namespace qbasicvsr {
@@ -23,6 +24,7 @@ at::Tensor Act::values() const {
 }
 
 Act pixel_shuffle2(const Act& x) {
+  const profile::Scope scope(profile::Stage::PixelShuffle);
   Act out = x;
   out.t = at::pixel_shuffle(x.t, 2).contiguous(at::MemoryFormat::ChannelsLast);
   return out;
@@ -35,7 +37,12 @@ at::Tensor apply_post(at::Tensor y, PostOp post) {
 }
 
 Act Fp32Engine::conv(int, const Conv& c, const Act& x, PostOp post, int, at::Tensor* residual) {
-  at::Tensor y = apply_post(c(x.values()), post);
+  at::Tensor y;
+  {
+    const profile::Scope scope(profile::conv_stage());
+    y = c(x.values());
+  }
+  y = apply_post(std::move(y), post);
   if (!residual) return y;
   residual->add_(y);
   return *residual;
@@ -102,8 +109,16 @@ Act FakeEngine::conv(int id, const Conv& c, const Act& x, PostOp post, int, at::
                       fake_quant_weight(c.weight, clip, bits).contiguous(at::MemoryFormat::ChannelsLast))
              .first;
   }
-  const at::Tensor xq = fake_quant_act(x.values(), plan_.grid(id));
-  at::Tensor y = apply_post(at::conv2d(xq, it->second, c.bias, {1, 1}, {c.padding, c.padding}), post);
+  at::Tensor xq, y;
+  {
+    const profile::Scope scope(profile::Stage::Quantize);
+    xq = fake_quant_act(x.values(), plan_.grid(id));
+  }
+  {
+    const profile::Scope scope(profile::conv_stage());
+    y = at::conv2d(xq, it->second, c.bias, {1, 1}, {c.padding, c.padding});
+  }
+  y = apply_post(std::move(y), post);
   if (!residual) return y;
   residual->add_(y);
   return *residual;

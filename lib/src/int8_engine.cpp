@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "qbasicvsr/error.h"
+#include "qbasicvsr/profile.h"
 #include "quantizer.h"
 
 namespace qbasicvsr {
@@ -63,6 +64,7 @@ __attribute__((target("avx512f"))) void quantize_avx512(const float* src, uint8_
 }  // namespace
 
 at::Tensor quantize_codes(const at::Tensor& x_in, const ActGrid& g) {
+  const profile::Scope scope(profile::Stage::Quantize);
   const at::Tensor x = x_in.dim() == 4 ? x_in.contiguous(at::MemoryFormat::ChannelsLast) : x_in.contiguous();
   at::Tensor q = at::empty_like(x, x.options().dtype(at::kByte));
   const float* src = x.data_ptr<float>();
@@ -209,6 +211,7 @@ Act Int8Engine::conv(int id, const Conv& c, const Act& x, PostOp post, int next,
                                        {DNNL_ARG_DST, dst_m},
                                        {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, zp_src_m}};
   if (p.out_codes) args.emplace(DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_DST, zp_dst_m);
+  const profile::Scope scope(profile::conv_stage());
   p.conv.execute(impl_->strm, args);
   impl_->strm.wait();
   return out;

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "qbasicvsr/error.h"
+#include "qbasicvsr/profile.h"
 
 namespace qbasicvsr {
 
@@ -13,6 +14,7 @@ double max_value(int depth) { return depth == 16 ? 65535.0 : 255.0; }
 }  // namespace
 
 at::Tensor images_to_tensor(const std::vector<Image>& frames) {
+  const profile::Scope scope(profile::Stage::CopyIn);
   const int w = frames.at(0).width, h = frames.at(0).height;
   at::Tensor out = at::empty({static_cast<int64_t>(frames.size()), 3, h, w}, at::kFloat);
   for (std::size_t i = 0; i < frames.size(); ++i) {
@@ -36,6 +38,7 @@ at::Tensor images_to_tensor(const std::vector<Image>& frames) {
 }
 
 at::Tensor to_hwc_samples(const at::Tensor& chw, int depth) {
+  const profile::Scope scope(profile::Stage::CopyOut);
   const at::Tensor scaled = chw.clamp(0.0, 1.0).mul(max_value(depth)).round();
   return scaled.to(depth == 16 ? at::kInt : at::kByte).permute({1, 2, 0});
 }
@@ -45,6 +48,7 @@ Image tensor_to_image(const at::Tensor& t, int depth) {
 }
 
 Image hwc_samples_to_image(const at::Tensor& hwc, int depth) {
+  const profile::Scope scope(profile::Stage::CopyOut);
   const at::Tensor samples = hwc.contiguous();
   Image img;
   img.height = static_cast<int>(samples.size(0));

@@ -8,6 +8,7 @@
 #include "fg_vba.h"
 #include "int8_engine.h"
 #include "qbasicvsr/error.h"
+#include "qbasicvsr/profile.h"
 #include "qbasicvsr/runtime.h"
 #include "tensor_image.h"
 
@@ -372,6 +373,7 @@ ClipReport Upscaler::upscale(const std::vector<Image>& frames,
                              std::size_t count) {
   if (frames.empty()) return {};
   c10::InferenceMode guard;
+  const profile::Scope scope(profile::Stage::Other);
   const at::Tensor lr = images_to_tensor(frames);
   const int64_t t = lr.size(0);
   const int64_t e0 = std::min<int64_t>(static_cast<int64_t>(first), t);
@@ -383,6 +385,7 @@ ClipReport Upscaler::upscale_chunk(const std::vector<Image>& frames, std::size_t
                                    const std::function<void(std::size_t, Image&&)>& sink) {
   if (count == 0 || count > frames.size()) throw Error("a chunk outputs between 1 and all of its frames");
   c10::InferenceMode guard;
+  const profile::Scope scope(profile::Stage::Other);
   at::Tensor lr = images_to_tensor(frames);
   if (!state.data_) state.data_ = std::make_unique<detail::StreamData>();
   detail::StreamData& st = *state.data_;

@@ -200,6 +200,30 @@ def quantization_cases(tmp, frames, shipped, env):
              "--bits", "4", "--json"])
     case("bench -p int8 --json", r.returncode == 0 and '"ms_per_frame"' in r.stdout
          and '"int8 W4 partial' in r.stdout, r.stderr)
+    # The stage profile: every stage present, the stages sum to the profiled time, and the runs'
+    # work shows where it must (trunk convolutions, quantization in int8 only).
+    for p in ["fp32", "int8"]:
+        r = run([TOOLS["bench"], "--arch", "8,1", "--size", "16x24", "--frames", "3", "--runs", "2", "-p", p,
+                 "--profile", "--json"])
+        try:
+            prof = json.loads(r.stdout)["profile"]
+            stages = prof["stages"]
+            total = sum(v["ms_per_frame"] for v in stages.values())
+            conv = sum(v["ms_per_frame"] for v in stages.values() if v["conv"])
+            ok = (set(stages) >= {"spynet_conv", "warp", "trunk_conv", "quantize", "reconstruction_conv",
+                                  "conv_last", "pixel_shuffle", "copy_in", "copy_out"}
+                  and abs(total - prof["ms_per_frame"]) < 1e-6 * max(1, total)
+                  and abs(conv - prof["conv_ms_per_frame"]) < 1e-6 * max(1, conv)
+                  and 0 < prof["conv_share"] < 1
+                  and stages["trunk_conv"]["calls_per_frame"] == 2 * 3  # 2 branches x (input conv + 2 convs)
+                  and (stages["quantize"]["calls_per_frame"] > 0) == (p == "int8"))
+        except (ValueError, KeyError) as e:
+            ok = False
+            r.stderr += repr(e)
+        case(f"bench -p {p} --profile --json", r.returncode == 0 and ok, r.stderr + r.stdout[:2000])
+    r = run([TOOLS["bench"], "--arch", "8,1", "--size", "16x24", "--frames", "2", "--runs", "1", "--profile"])
+    case("bench --profile prints the stage table", r.returncode == 0 and "trunk_conv" in r.stdout
+         and "the conv floor" in r.stdout, r.stderr)
 
 
 def resume_cases(tmp, shipped, env):

@@ -7,6 +7,7 @@
 #include "engine.h"
 #include "fg_vba.h"
 #include "int8_engine.h"
+#include "qbasicvsr/profile.h"
 #include "qbasicvsr/runtime.h"
 #include "quantizer.h"
 #include "test_util.h"
@@ -503,4 +504,53 @@ TEST_F(QuantTest, FlowMagnitudeAndConsistencyOfAffineFlows) {
   EXPECT_NEAR(c.T_cons[0], 0.15, 1e-6);
   EXPECT_NEAR(c.C_V, 0.0 + 2.0 * (c.T_mag[0] + 3.0 * 0.15), 1e-5);
   EXPECT_EQ(c.b_V, 1);
+}
+
+// --- The stage profile of a pass (qbasicvsr-bench --profile) ----------------------------------
+
+TEST_F(QuantTest, ProfileCountsEveryStageOfAPass) {
+  c10::InferenceMode guard;
+  Architecture arch;
+  arch.channels = 16;
+  arch.blocks = 2;
+  arch.hr_channels = 16;
+  const BasicVSR net(random_model(arch, 3));
+  const int64_t t = 6;
+  const at::Tensor lr = at::rand({t, 3, 20, 28});
+  QuantPlan plan(arch, observed_settings(net, lr, Scope::Partial, 6));
+  Fp32Engine fp32;
+  Int8Engine int8(plan);
+  for (Engine* engine : {static_cast<Engine*>(&fp32), static_cast<Engine*>(&int8)}) {
+    const bool quantized = engine == &int8;
+    profile::set_enabled(true);
+    profile::reset();
+    net.forward(lr, *engine);
+    profile::set_enabled(false);
+    const profile::Totals p = profile::totals();
+    auto calls = [&](profile::Stage s) { return p.calls[static_cast<int>(s)]; };
+    using profile::Stage;
+    // Both directions' flows in batches of up to 4 frame pairs, 30 convolutions each.
+    EXPECT_EQ(calls(Stage::SpyNet), 1);
+    EXPECT_EQ(calls(Stage::SpyNetConv), 30 * 2);
+    EXPECT_EQ(calls(Stage::Warp), 2 * (t - 1));
+    EXPECT_EQ(calls(Stage::Trunk), 2 * t);
+    EXPECT_EQ(calls(Stage::TrunkConv), 2 * t * (1 + 2 * arch.blocks));
+    EXPECT_EQ(calls(Stage::Reconstruction), t);
+    EXPECT_EQ(calls(Stage::ReconstructionConv), 4 * t);
+    EXPECT_EQ(calls(Stage::ConvLast), t);
+    EXPECT_EQ(calls(Stage::PixelShuffle), 2 * t);
+    // int8 quantizes each trunk input conv's features and, per block, the residual stream; the
+    // reconstruction hands codes from conv to conv after its first input.
+    if (quantized) {
+      EXPECT_EQ(calls(Stage::Quantize), 2 * t * (1 + arch.blocks) + t);
+    } else {
+      EXPECT_EQ(calls(Stage::Quantize), 0);
+    }
+    for (int i = 0; i < profile::kStages; ++i) {
+      if (p.calls[i] > 0 && profile::is_conv(static_cast<Stage>(i))) {
+        EXPECT_GT(p.ms[i], 0.0) << profile::stage_name(static_cast<Stage>(i));
+      }
+    }
+    EXPECT_LT(p.conv_ms(), p.total_ms());
+  }
 }
