@@ -17,7 +17,7 @@ namespace {
 constexpr const char* kUsage =
     "Usage: qbasicvsr-bench (-m MODEL | --arch C,N) --size HxW --frames T -p fp32|fake|int8\n"
     "                       [--bits B] [--scope partial|full] [--no-adapt] [--threads N]\n"
-    "                       [--runs R] [--profile] [--json]\n"
+    "                       [--float-layers M] [--runs R] [--profile] [--json]\n"
     "\n"
     "Times one bidirectional pass over T random frames of HxW (LR) after a warm-up pass and\n"
     "prints the median milliseconds per frame over R runs and the peak resident memory. For\n"
@@ -32,6 +32,8 @@ constexpr const char* kUsage =
     "  --bits B         base bit-width b_base for fake/int8, 2..8 (default: the model's, else 8)\n"
     "  --scope S        partial (default) or full, for models without quantization settings\n"
     "  --no-adapt       no FG-VBA bit offset per clip\n"
+    "  --float-layers M the layers int8 leaves in float in fp32, bf16 or auto (as in\n"
+    "                   qbasicvsr-upscale)\n"
     "  --threads N      compute threads (default: one per core)\n"
     "  --runs R         timed runs (default 3)\n"
     "  --profile        also time each stage of the timed runs (SPyNet, warps, trunk convolutions,\n"

@@ -66,6 +66,7 @@ enum Prop {
   PROP_TILE_SIZE,
   PROP_TILE_OVERLAP,
   PROP_MAX_MEMORY,
+  PROP_FLOAT_LAYERS,
 };
 
 enum PrecisionChoice { PRECISION_AUTO, PRECISION_FP32, PRECISION_FAKE, PRECISION_INT8 };
@@ -93,6 +94,19 @@ GType scope_get_type() {
   return type;
 }
 
+// The library's Compute values as a GStreamer enum.
+GType float_layers_get_type() {
+  static GType type = 0;
+  static const GEnumValue values[] = {
+      {static_cast<int>(qbasicvsr::Compute::Auto), "bf16 where the CPU has AVX-512 BF16, else fp32", "auto"},
+      {static_cast<int>(qbasicvsr::Compute::Fp32), "fp32", "fp32"},
+      {static_cast<int>(qbasicvsr::Compute::Bf16), "bfloat16 inputs and weights, f32 accumulation", "bf16"},
+      {0, nullptr, nullptr}};
+  if (g_once_init_enter(&type))
+    g_once_init_leave(&type, g_enum_register_static("GstQbasicvsrFloatLayers", values));
+  return type;
+}
+
 // Properties, guarded by the object lock; they take effect at the next start.
 struct Settings {
   std::string model;
@@ -107,6 +121,7 @@ struct Settings {
   int tile_size = kDefaultTileSize;
   int tile_overlap = kDefaultTileOverlap;
   int max_memory = kDefaultMaxMemory;
+  qbasicvsr::Compute float_layers = qbasicvsr::UpscalerOptions().float_layers;
 };
 
 // Streaming state: created in start(), dropped in stop(); used from the streaming thread.
@@ -399,6 +414,7 @@ gboolean start(GstBaseTransform* trans) {
     o.tile_rows = s.tile_size;
     o.tile_overlap = s.tile_overlap;
     o.max_memory_mb = s.max_memory;
+    o.float_layers = s.float_layers;
     st->upscaler = std::make_unique<qbasicvsr::Upscaler>(model, o);
     st->chunker = std::make_unique<qbasicvsr::Chunker>(*st->upscaler,
                                                        qbasicvsr::ChunkerOptions{s.chunk_size, s.overlap});
@@ -596,6 +612,9 @@ void set_property(GObject* object, guint id, const GValue* value, GParamSpec* ps
     case PROP_MAX_MEMORY:
       s.max_memory = g_value_get_int(value);
       break;
+    case PROP_FLOAT_LAYERS:
+      s.float_layers = static_cast<qbasicvsr::Compute>(g_value_get_enum(value));
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
       break;
@@ -643,6 +662,9 @@ void get_property(GObject* object, guint id, GValue* value, GParamSpec* pspec) {
       break;
     case PROP_MAX_MEMORY:
       g_value_set_int(value, s.max_memory);
+      break;
+    case PROP_FLOAT_LAYERS:
+      g_value_set_enum(value, static_cast<int>(s.float_layers));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
@@ -729,6 +751,13 @@ static void gst_qbasicvsr_class_init(GstQbasicvsrClass* klass) {
       g_param_spec_int("max-memory", "Memory budget",
                        "Memory budget in MB that picks the tile size; 0: no tiling", 0, 1 << 20,
                        kDefaultMaxMemory, kReadyFlags));
+  g_object_class_install_property(
+      gobject, PROP_FLOAT_LAYERS,
+      g_param_spec_enum(
+          "float-layers", "Float layers",
+          "Arithmetic of the layers int8 execution leaves in float (SPyNet and conv_last in the "
+          "partial scope); fp32 and fake precision always compute in fp32",
+          float_layers_get_type(), static_cast<int>(qbasicvsr::UpscalerOptions().float_layers), kReadyFlags));
 
   gst_element_class_set_static_metadata(
       element, "BasicVSR x4 super-resolution", "Filter/Effect/Converter/Video/Scaler",
@@ -752,6 +781,7 @@ static void gst_qbasicvsr_class_init(GstQbasicvsrClass* klass) {
 
   gst_type_mark_as_plugin_api(precision_get_type(), static_cast<GstPluginAPIFlags>(0));
   gst_type_mark_as_plugin_api(scope_get_type(), static_cast<GstPluginAPIFlags>(0));
+  gst_type_mark_as_plugin_api(float_layers_get_type(), static_cast<GstPluginAPIFlags>(0));
   GST_DEBUG_CATEGORY_INIT(gst_qbasicvsr_debug, "qbasicvsr", 0, "BasicVSR x4 super-resolution");
 }
 

@@ -25,6 +25,7 @@ constexpr const char* kUsage =
     "  -p, --precision  precision of the flow network (default fp32; it is quantized only in the\n"
     "                   full scope)\n"
     "  --bits B         base bit-width with -p fake/int8\n"
+    "  --float-layers M as in qbasicvsr-upscale\n"
     "  --threads N      compute threads (default: one per core)\n"
     "  --json           one JSON object on stdout: frames[].S, pairs[].T_mag/T_cons, C_V, b_V\n";
 

@@ -20,6 +20,7 @@ using namespace qbasicvsr;
 constexpr const char* kUsage =
     "Usage: qbasicvsr-eval [-m MODEL | --bicubic] --gt DIR [--gt DIR ...] [--degradation BI|BD|BD-duf]\n"
     "                      [-p fp32|fake|int8] [--bits B] [--scope S] [--no-adapt] [--crop N] [--rgb]\n"
+    "                      [--float-layers M]\n"
     "                      [--chunk N] [--overlap K] [--max-frames N] [--threads N] [--save DIR] [--json]\n"
     "\n"
     "Each --gt names one clip, a folder of ground-truth PNG frames (cropped to multiples of 4). The\n"
@@ -35,7 +36,7 @@ constexpr const char* kUsage =
     "  --bicubic           score MATLAB-style bicubic x4 upscaling instead of a model\n"
     "  --degradation D     BI (default), BD or BD-duf\n"
     "  -p, --precision P   fp32, fake or int8 (default: int8 for a quantized model, else fp32)\n"
-    "  --bits B, --scope S, --no-adapt   as in qbasicvsr-upscale\n"
+    "  --bits B, --scope S, --no-adapt, --float-layers M   as in qbasicvsr-upscale\n"
     "  --crop N            pixels cropped from every border before scoring (default 0)\n"
     "  --rgb               score RGB instead of Y\n"
     "  --chunk N           frames per network pass (default 0: the whole clip in one pass)\n"

@@ -37,10 +37,16 @@ at::Tensor apply_post(at::Tensor y, PostOp post) {
 }
 
 Act Fp32Engine::conv(int, const Conv& c, const Act& x, PostOp post, int, at::Tensor* residual) {
+  const at::Tensor in = x.values();
+  if (FloatConvs::usable(c, in)) {
+    if (!convs_) convs_ = std::make_unique<FloatConvs>(math_);
+    const profile::Scope scope(profile::conv_stage());
+    return convs_->run(c, in, post, residual);
+  }
   at::Tensor y;
   {
     const profile::Scope scope(profile::conv_stage());
-    y = c(x.values());
+    y = c(in);
   }
   y = apply_post(std::move(y), post);
   if (!residual) return y;
@@ -99,7 +105,7 @@ double QuantPlan::mean_bits() const {
 }
 
 Act FakeEngine::conv(int id, const Conv& c, const Act& x, PostOp post, int, at::Tensor* residual) {
-  if (!plan_.quantized(id)) return Fp32Engine().conv(id, c, x, post, -1, residual);
+  if (!plan_.quantized(id)) return float_.conv(id, c, x, post, -1, residual);
   const int bits = plan_.bits(id);
   auto it = weights_.find({id, bits});
   if (it == weights_.end()) {

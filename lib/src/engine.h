@@ -9,12 +9,11 @@
 #include <tuple>
 #include <vector>
 
+#include "float_conv.h"
 #include "qbasicvsr/quantization.h"
 #include "spynet.h"
 
 namespace qbasicvsr {
-
-enum class PostOp { None, ReLU, LeakyReLU };
 
 // What flows between layers: a float tensor, or (int8 engine only) uint8 codes on a grid, in
 // channels_last layout.
@@ -47,9 +46,16 @@ class Engine {
 
 at::Tensor apply_post(at::Tensor y, PostOp post);
 
+// Float execution. Inference runs each convolution with its post-op and residual add fused
+// (FloatConvs, in `math`); what autograd must see runs through ATen, out of nothing in place.
 class Fp32Engine : public Engine {
  public:
+  explicit Fp32Engine(FloatMath math = FloatMath::Fp32) : math_(math) {}
   Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override;
+
+ private:
+  FloatMath math_;
+  std::unique_ptr<FloatConvs> convs_;  // made on first use
 };
 
 // Post-op and residual add without modifying any input, as autograd needs the tensors it saved.
@@ -101,6 +107,7 @@ class FakeEngine : public Engine {
  private:
   const QuantPlan& plan_;
   std::map<std::pair<int, int>, at::Tensor> weights_;  // (layer, bits) -> quantized weight
+  Fp32Engine float_;                                   // the layers the scope leaves in float
 };
 
 // Runs in fp32 and samples every layer's input, for activation ranges without calibration.

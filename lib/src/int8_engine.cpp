@@ -83,7 +83,8 @@ at::Tensor quantize_codes(const at::Tensor& x_in, const ActGrid& g) {
 }
 
 struct Int8Engine::Impl {
-  explicit Impl(const QuantPlan& p) : plan(p), eng(dnnl::engine::kind::cpu, 0), strm(eng) {}
+  Impl(const QuantPlan& p, FloatMath m)
+      : plan(p), eng(dnnl::engine::kind::cpu, 0), strm(eng), float_layers(m) {}
 
   // A primitive for one layer at one set of bits, output kind and shape.
   using Key = std::tuple<int, int, int, int, int, bool, int64_t, int64_t, int64_t>;
@@ -167,16 +168,18 @@ struct Int8Engine::Impl {
   dnnl::engine eng;
   dnnl::stream strm;
   std::map<Key, Prim> cache;
+  Fp32Engine float_layers;
 };
 
-Int8Engine::Int8Engine(const QuantPlan& plan) : impl_(std::make_unique<Impl>(plan)) {}
+Int8Engine::Int8Engine(const QuantPlan& plan, FloatMath float_math)
+    : impl_(std::make_unique<Impl>(plan, float_math)) {}
 Int8Engine::~Int8Engine() = default;
 
 bool Int8Engine::quantizes(int id) const { return impl_->plan.quantized(id); }
 
 Act Int8Engine::conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) {
   const QuantPlan& plan = impl_->plan;
-  if (!plan.quantized(id)) return Fp32Engine().conv(id, c, x, post, next, residual);
+  if (!plan.quantized(id)) return impl_->float_layers.conv(id, c, x, post, next, residual);
   const ActGrid& g = plan.grid(id);
   const at::Tensor src =
       x.codes && x.grid.scale == g.scale && x.grid.zero_point == g.zero_point && x.grid.qmax == g.qmax

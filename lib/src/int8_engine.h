@@ -14,7 +14,8 @@ at::Tensor quantize_codes(const at::Tensor& x, const ActGrid& g);
 
 class Int8Engine : public Engine {
  public:
-  explicit Int8Engine(const QuantPlan& plan);
+  // The layers the plan leaves unquantized run in `float_math`.
+  explicit Int8Engine(const QuantPlan& plan, FloatMath float_math = FloatMath::Fp32);
   ~Int8Engine() override;
   Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override;
   bool quantizes(int id) const override;

@@ -77,7 +77,8 @@ struct Upscaler::Impl {
     if (options.precision == Precision::Fake)
       engine = std::make_unique<FakeEngine>(*plan);
     else
-      engine = std::make_unique<Int8Engine>(*plan);
+      engine = std::make_unique<Int8Engine>(
+          *plan, uses_bf16(options.float_layers) ? FloatMath::Bf16 : FloatMath::Fp32);
   }
 
   // Ranges for every quantized layer that has none, from an fp32 pass over part of the clip.
@@ -97,7 +98,7 @@ struct Upscaler::Impl {
   }
 
   std::pair<at::Tensor, at::Tensor> flows(const at::Tensor& lr) {
-    if (!plan) return net.compute_flows(lr);
+    if (!plan) return net.compute_flows(lr, fp32);
     return net.compute_flows(lr, *engine);
   }
 
@@ -112,6 +113,7 @@ struct Upscaler::Impl {
   std::optional<QuantSettings> settings;
   std::optional<QuantPlan> plan;
   std::unique_ptr<Engine> engine;
+  Fp32Engine fp32;  // kept: its convolutions' primitives and reordered weights are reused
   bool observed = false;
 };
 
@@ -298,8 +300,7 @@ ClipReport Upscaler::Impl::run(const at::Tensor& lr, int64_t e0, int64_t e1, det
                                      f.second.narrow(0, e1 - 1, t - e1).clone());
   }
 
-  Fp32Engine fp32;
-  Engine* engine = &fp32;
+  Engine* engine = &m.fp32;
   if (m.plan) {
     engine = m.engine.get();
     report.b_V = m.options.adaptive ? report.complexity.b_V : 0;

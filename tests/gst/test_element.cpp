@@ -10,6 +10,7 @@
 
 #include "gstqbasicvsr.h"
 #include "qbasicvsr/model_file.h"
+#include "qbasicvsr/upscaler.h"
 #include "test_util.h"
 
 using namespace qbasicvsr;
@@ -349,11 +350,23 @@ TEST_F(ElementTest, PropertiesHaveDefaultsAndChangeOnlyWhenStopped) {
   EXPECT_TRUE(adaptive);
   EXPECT_EQ(mem, 4096);
   for (const char* p : {"model", "precision", "chunk-size", "overlap", "adaptive", "bits", "scope", "device",
-                        "threads", "tile-size", "tile-overlap", "max-memory"}) {
+                        "threads", "tile-size", "tile-overlap", "max-memory", "float-layers"}) {
     GParamSpec* spec = g_object_class_find_property(G_OBJECT_GET_CLASS(e), p);
     ASSERT_NE(spec, nullptr) << p;
     EXPECT_NE(std::string(g_param_spec_get_blurb(spec)), "") << p;
     EXPECT_TRUE(spec->flags & GST_PARAM_MUTABLE_READY) << p;
+  }
+  // float-layers: the library's default, and its nicks as gst-launch sets them.
+  gint float_layers = -1;
+  g_object_get(e, "float-layers", &float_layers, nullptr);
+  EXPECT_EQ(float_layers, static_cast<int>(qbasicvsr::UpscalerOptions().float_layers));
+  for (const auto& [nick, value] :
+       {std::pair<const char*, qbasicvsr::Compute>{"bf16", qbasicvsr::Compute::Bf16},
+        {"fp32", qbasicvsr::Compute::Fp32},
+        {"auto", qbasicvsr::Compute::Auto}}) {
+    gst_util_set_object_arg(G_OBJECT(e), "float-layers", nick);
+    g_object_get(e, "float-layers", &float_layers, nullptr);
+    EXPECT_EQ(float_layers, static_cast<int>(value)) << nick;
   }
   gst_object_unref(e);
 }

@@ -186,6 +186,18 @@ def main():
         check(f"int8 W6A6: b_V and mean bits per chunk as in folder mode {element_bits}",
               element_bits == folder_bits and all(b < 32 for _, b in element_bits), str(folder_bits))
 
+        # The float layers of int8 (SPyNet, conv_last) in bf16 and in fp32, set on the element as on
+        # the command line: each pipeline matches folder mode, and the two differ, slightly.
+        outs = {}
+        for math in ["bf16", "fp32"]:
+            outs[math], _ = folder_mode(frames, os.path.join(tmp, "ref-w6a6-" + math), W6A6, "--float-layers", math)
+            got, chunks, err = run_pipeline(f"filesrc location={CLIP} ! decodebin ! {caps} "
+                                            f"! {element(W6A6, 'float-layers=' + math)} ! appsink name=out")
+            compare(f"int8 W6A6, float-layers={math}: filesrc ! decodebin ! qbasicvsr", got, outs[math], chunks, err)
+        mse = np.mean([np.mean((a.astype(float) - b.astype(float)) ** 2) for a, b in zip(outs["bf16"], outs["fp32"])])
+        p = 10 * np.log10(255.0 ** 2 / mse) if mse > 0 else float("inf")
+        check(f"bf16 float layers: {p:.2f} dB from fp32 float layers (different, within 40 dB)", 40 <= p < float("inf"))
+
         # qbasicvsr-upscale on the video file runs the same chunks as folder mode.
         r = subprocess.run([UPSCALE, "-m", W6A6, "--chunk", str(CHUNK), "--overlap", str(OVERLAP), "--json",
                             CLIP, os.path.join(tmp, "out.mkv")], capture_output=True, text=True, timeout=600)

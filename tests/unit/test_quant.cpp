@@ -554,3 +554,74 @@ TEST_F(QuantTest, ProfileCountsEveryStageOfAPass) {
     EXPECT_LT(p.conv_ms(), p.total_ms());
   }
 }
+
+// --- Float convolutions through oneDNN with fused post-ops (FloatConvs) ------------------------
+
+TEST_F(QuantTest, FusedFloatConvsMatchATen) {
+  c10::InferenceMode guard;
+  Conv c;
+  c.weight = (at::randn({12, 8, 3, 3}) * 0.2).contiguous(at::MemoryFormat::ChannelsLast);
+  c.bias = at::randn({12}) * 0.1;
+  c.padding = 1;
+  const at::Tensor x = at::randn({2, 8, 9, 13});  // NCHW: run() makes it channels_last itself
+  FloatConvs fp32(FloatMath::Fp32), bf16(FloatMath::Bf16);
+  for (PostOp post : {PostOp::None, PostOp::ReLU, PostOp::LeakyReLU}) {
+    for (bool sum : {false, true}) {
+      const at::Tensor base = at::randn({2, 12, 9, 13});
+      const at::Tensor want = apply_post(c(x), post) + (sum ? base : at::zeros_like(base));
+      for (FloatConvs* convs : {&fp32, &bf16}) {
+        at::Tensor residual = base.clone();  // NCHW: made channels_last, then added into
+        const at::Tensor got = convs->run(c, x, post, sum ? &residual : nullptr);
+        ASSERT_TRUE(got.is_contiguous(at::MemoryFormat::ChannelsLast));
+        const double err = (got - want).abs().max().item<double>();
+        // fp32: the same arithmetic up to summation order; bf16: 8-bit mantissas of x and w
+        // (relative 2^-8 each) over 72 products of |x w| ~ 0.2.
+        const bool is_bf16 = convs == &bf16;
+        EXPECT_LT(err, is_bf16 ? 0.05 : 1e-5)
+            << "post " << static_cast<int>(post) << " sum " << sum << " bf16 " << is_bf16;
+        if (sum) {
+          EXPECT_EQ(residual.data_ptr(), got.data_ptr()) << "the residual is added in place";
+        }
+      }
+    }
+  }
+  // A different shape of the same layer gets its own primitive.
+  const at::Tensor x2 = at::randn({1, 8, 5, 7});
+  EXPECT_LT(
+      (fp32.run(c, x2, PostOp::ReLU, nullptr) - apply_post(c(x2), PostOp::ReLU)).abs().max().item<double>(),
+      1e-5);
+}
+
+TEST_F(QuantTest, FusedFp32NetworkMatchesATen) {
+  c10::InferenceMode guard;
+  Architecture arch;
+  arch.channels = 16;
+  arch.blocks = 2;
+  arch.hr_channels = 16;
+  const BasicVSR net(random_model(arch, 3));
+  const at::Tensor lr = at::rand({4, 3, 20, 28});
+  Fp32Engine fused;
+  AutogradEngine aten;  // plain ATen ops, out of place
+  const at::Tensor a = net.forward(lr, fused), b = net.forward(lr, aten);
+  EXPECT_LT((a - b).abs().max().item<double>(), 1e-5);
+  // bf16 float layers: a few hundredths of a grey level at most on this network.
+  Fp32Engine bf16(FloatMath::Bf16);
+  EXPECT_GE(psnr(net.forward(lr, bf16), b), 40.0);
+}
+
+TEST_F(QuantTest, FloatConvsStayOutOfAutograd) {
+  Conv c;
+  c.weight = at::randn({4, 3, 3, 3}).requires_grad_();
+  c.bias = at::zeros({4});
+  c.padding = 1;
+  const at::Tensor x = at::randn({1, 3, 6, 6});
+  EXPECT_FALSE(FloatConvs::usable(c, x)) << "training must see the convolution";
+  Fp32Engine engine;
+  const at::Tensor y = engine.conv(0, c, x, PostOp::ReLU, -1, nullptr).values();
+  y.sum().backward();
+  ASSERT_TRUE(c.weight.grad().defined());
+  {
+    at::NoGradGuard no_grad;
+    EXPECT_TRUE(FloatConvs::usable(c, x));
+  }
+}

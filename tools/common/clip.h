@@ -26,9 +26,10 @@ inline std::vector<Image> read_clip(const std::string& dir, std::vector<std::str
   return frames;
 }
 
-// Declares -p, --bits, --scope, --no-adapt, --threads and --device.
+// Declares -p, --bits, --scope, --no-adapt, --float-layers, --threads and --device.
 inline void precision_options(Args& args) {
   args.value("-p", "--precision");
+  args.value("", "--float-layers");
   args.value("", "--bits");
   args.value("", "--scope");
   args.flag("--no-adapt");
@@ -43,6 +44,11 @@ inline UpscalerOptions upscaler_options(const Args& args, Precision fallback) {
   o.bits = static_cast<int>(args.get_int("--bits", 0, 2, 8));
   if (args.has("--scope")) o.scope = parse_scope(args.get("--scope"));
   o.adaptive = !args.has("--no-adapt");
+  if (args.has("--float-layers")) {
+    const std::string m = args.get("--float-layers");
+    if (m != "fp32" && m != "bf16" && m != "auto") args.die("--float-layers must be fp32, bf16 or auto");
+    o.float_layers = parse_compute(m);
+  }
   o.threads = static_cast<int>(args.get_int("--threads", 0, 0, 1024));
   o.device = args.get("--device", "cpu");
   return o;
@@ -56,6 +62,8 @@ inline std::string describe(const Upscaler& u) {
     s += " W" + std::to_string(q->b_base) + " " + scope_name(q->scope) + ", ranges " +
          (u.observed_ranges() ? "observed on the input" : "calibrated") +
          (o.adaptive && q->fg_vba.tau_lo ? ", FG-VBA on" : ", FG-VBA off");
+    if (o.precision == Precision::Int8)
+      s += uses_bf16(o.float_layers) ? ", float layers bf16" : ", float layers fp32";
   }
   return s;
 }

@@ -17,7 +17,8 @@ namespace {
 
 constexpr const char* kUsage =
     "Usage: qbasicvsr-upscale [-m MODEL] [-p fp32|fake|int8] [--bits B] [--scope partial|full]\n"
-    "                         [--no-adapt] [--chunk N] [--overlap K] [--threads N] [--device cpu]\n"
+    "                         [--no-adapt] [--float-layers M] [--chunk N] [--overlap K] [--threads N]\n"
+    "                         [--device cpu]\n"
     "                         [--tile-size R] [--tile-overlap R] [--max-memory MB] [--resume]\n"
     "                         [--keep-going] [--lossless] [--segment K/N [--warmup W]] [--json]\n"
     "                         INPUT OUTPUT\n"
@@ -48,6 +49,9 @@ constexpr const char* kUsage =
     "  --bits B          base bit-width b_base, 2..8 (default: the model's, else 8)\n"
     "  --scope S         partial or full, for models without quantization settings\n"
     "  --no-adapt        no FG-VBA bit offset from each chunk's complexity\n"
+    "  --float-layers M  arithmetic of the layers int8 leaves in float (SPyNet, conv_last in the\n"
+    "                    partial scope): fp32, bf16 or auto (bf16 where the CPU has AVX-512 BF16);\n"
+    "                    default fp32\n"
     "  --chunk N         frames per chunk (default 10)\n"
     "  --overlap K       lookahead frames of the backward propagation (default 8)\n"
     "  --threads N       compute threads (default: one per core)\n"

@@ -13,6 +13,7 @@
 #include "qbasicvsr/complexity.h"
 #include "qbasicvsr/image.h"
 #include "qbasicvsr/model_file.h"
+#include "qbasicvsr/runtime.h"
 
 namespace qbasicvsr {
 
@@ -31,6 +32,10 @@ struct UpscalerOptions {
   int bits = 0;                // b_base override for fake/int8; 0: the model's (8 without one)
   std::optional<Scope> scope;  // scope override for models without quantization settings
   bool adaptive = true;        // FG-VBA: pick b_V per clip from its complexity
+  // Arithmetic of the layers int8 execution leaves in float (SPyNet and conv_last in the partial
+  // scope): fp32, or bfloat16 inputs and weights with f32 accumulation; Auto is bf16 where the
+  // CPU has AVX-512 BF16. Precision fp32 and fake always compute in fp32.
+  Compute float_layers = Compute::Fp32;
   // Spatial tiling: frames run as bands of full-width LR rows with tile_overlap rows of context
   // on each side, blended across band boundaries. tile_rows 0 picks the band height from
   // max_memory_mb (0: never tile).
