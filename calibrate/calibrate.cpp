@@ -143,14 +143,13 @@ int main(int argc, char** argv) {
     o.compute = parse_compute(args.get("--compute", "auto"));
     o.checkpoint_every = static_cast<int>(args.get_int("--checkpoint-every", 25, 0, 1000000));
     o.stop_at = static_cast<int>(args.get_int("--stop-at", 0, 0, 1000000));
-    if (args.has("--target-bits")) {
-      o.target_bits = args.get_double("--target-bits", 0);
-      const int lowest = std::max(2, o.bits - 1);
-      if (!(*o.target_bits >= lowest && *o.target_bits <= 8))
-        args.die("--target-bits must be in " + std::to_string(lowest) + "..8 for --bits " +
-                 std::to_string(o.bits) + " (each layer gets between bits - 1 and 8)");
-    }
+    if (args.has("--target-bits")) o.target_bits = args.get_double("--target-bits", 0);
     o.sensitivity_sequences = static_cast<int>(args.get_int("--sensitivity-sequences", 4, 1, 1000));
+    try {
+      o.validate();
+    } catch (const Error& e) {
+      args.die(e.what());
+    }
     const std::string output = args.get("--output");
     o.checkpoint = output + ".ckpt";
     const int frames = static_cast<int>(args.get_int("--frames", 7, 2, 1000));

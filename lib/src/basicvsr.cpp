@@ -65,7 +65,9 @@ at::Tensor BasicVSR::Trunk::run(const at::Tensor& lr_frame, const at::Tensor& fe
   if (engine.quantizes(first_id)) {
     // The frame's columns in float, the features' through the engine, summed before the
     // activation (LayerInfo::frame_channels). Views of the weight: training reaches it.
-    const int64_t fc = lr_frame.size(1);
+    const int64_t fc = kFrameChannels;
+    if (lr_frame.size(1) != fc)
+      throw Error("a trunk's frame has " + std::to_string(lr_frame.size(1)) + " channels");
     x = at::conv2d(lr_frame, input.weight.narrow(1, 0, fc), {}, {1, 1}, {input.padding, input.padding})
             .contiguous(at::MemoryFormat::ChannelsLast);
     const Conv features{input.weight.narrow(1, fc, input.weight.size(1) - fc), input.bias, input.padding};

@@ -142,21 +142,6 @@ std::pair<at::Tensor, at::Tensor> losses(const Outputs& p, const Outputs& q) {
 }
 
 // Layer `only` fake-quantized on a plan, every other layer in fp32: one layer's share of the error.
-class OneLayerEngine : public Engine {
- public:
-  OneLayerEngine(FakeEngine& fake, int only) : fake_(fake), only_(only) {}
-  Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override {
-    if (id == only_) return fake_.conv(id, c, x, post, -1, residual);
-    return fp32_.conv(id, c, x, post, next, residual);
-  }
-  bool quantizes(int id) const override { return id == only_ && fake_.quantizes(id); }
-
- private:
-  FakeEngine& fake_;
-  Fp32Engine fp32_;
-  int only_;
-};
-
 // A centre crop with its fp32 flows and frames: what the error of a quantized network is measured on.
 struct Probe {
   at::Tensor lr, fwd, bwd, target;  // target [T,3,4h,4w]
@@ -231,20 +216,25 @@ std::vector<LayerError> layer_errors(const BasicVSR& net, const Architecture& ar
 
 }  // namespace
 
+int CalibrationOptions::min_allocated_bits() const { return std::max(kMinBits, bits - 1); }
+
+void CalibrationOptions::validate() const {
+  if (bits < kMinBits || bits > kMaxBits) throw Error("--bits must be in 2..8");
+  if (iters < 0 || batch < 1 || crop < 8) throw Error("iters >= 0, batch >= 1 and crop >= 8 are needed");
+  if (target_bits && !(*target_bits >= min_allocated_bits() && *target_bits <= kMaxBits))
+    throw Error("--target-bits must be in " + std::to_string(min_allocated_bits()) + "..8 for --bits " +
+                std::to_string(bits) + " (each layer gets between bits - 1 and 8)");
+  if (sensitivity_sequences < 1) throw Error("at least one sensitivity sequence is needed");
+}
+
 Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequences,
                 const CalibrationOptions& o, CalibrationReport* report_out,
                 const std::function<void(const CalibrationProgress&)>& progress, const std::string& resume) {
   if (fp.quantization)
     throw Error("the model is already quantized; calibrate its full-precision source instead");
-  if (o.bits < kMinBits || o.bits > kMaxBits) throw Error("--bits must be in 2..8");
-  if (o.iters < 0 || o.batch < 1 || o.crop < 8)
-    throw Error("iters >= 0, batch >= 1 and crop >= 8 are needed");
+  o.validate();
   if (sequences.empty()) throw Error("no calibration sequences");
-  const int min_alloc_bits = std::max(kMinBits, o.bits - 1);
-  if (o.target_bits && !(*o.target_bits >= min_alloc_bits && *o.target_bits <= kMaxBits))
-    throw Error("--target-bits must be in " + std::to_string(min_alloc_bits) + "..8 for --bits " +
-                std::to_string(o.bits) + " (each layer gets between bits - 1 and 8)");
-  if (o.sensitivity_sequences < 1) throw Error("at least one sensitivity sequence is needed");
+  const int min_alloc_bits = o.min_allocated_bits();
   for (std::size_t i = 0; i < sequences.size(); ++i)
     if (sequences[i].size() < 2)
       throw Error("calibration sequence " + std::to_string(i) + " has " +

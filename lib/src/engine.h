@@ -110,6 +110,21 @@ class FakeEngine : public Engine {
   Fp32Engine float_;                                   // the layers the scope leaves in float
 };
 
+// Layer `only` through `quantized`, every other layer in fp32: the error that one layer adds alone.
+class OneLayerEngine : public Engine {
+ public:
+  OneLayerEngine(Engine& quantized, int only) : q_(quantized), only_(only) {}
+  Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override {
+    return id == only_ ? q_.conv(id, c, x, post, -1, residual) : fp32_.conv(id, c, x, post, next, residual);
+  }
+  bool quantizes(int id) const override { return id == only_ && q_.quantizes(id); }
+
+ private:
+  Engine& q_;
+  Fp32Engine fp32_;
+  int only_;
+};
+
 // Runs in fp32 and samples every layer's input, for activation ranges without calibration.
 class RangeObserver : public Engine {
  public:

@@ -163,7 +163,7 @@ std::vector<LayerInfo> conv_layers(const Architecture& arch) {
                    kSpyOut[k], true, false});
   for (const char* branch : {"backward_trunk", "forward_trunk"}) {
     const std::string b = branch;
-    v.push_back({b + ".main.0", arch.channels, false, false, 3});
+    v.push_back({b + ".main.0", arch.channels, false, false, kFrameChannels});
     for (int i = 0; i < arch.blocks; ++i) {
       v.push_back({b + ".main.2." + std::to_string(i) + ".conv1", arch.channels, false, false});
       v.push_back({b + ".main.2." + std::to_string(i) + ".conv2", arch.channels, false, false});

@@ -464,6 +464,8 @@ def target_cases(tmp, base):
     case("eval reports the mean bits the allocation set", abs(reported - mean) < 1e-3, r.stderr + str(reported))
     expect_error("calibrate: --target-bits below bits - 1", base + ["--target-bits", "2.5", "-o", out + ".x"],
                  "--target-bits must be in 3..8")
+    expect_error("calibrate: no sensitivity sequences", base + ["--target-bits", "4.5", "--sensitivity-sequences", "0",
+                                                                "-o", out + ".x"], "--sensitivity-sequences must be")
 
 
 def train_cases(tmp, quantized):

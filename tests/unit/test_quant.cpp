@@ -237,20 +237,6 @@ TEST_F(QuantTest, TrunkInputConvKeepsTheFrameOutOfTheQuantizedInput) {
 // half of the frame's [0, 1]: at the last frame the propagated feature is zero (exact on any grid
 // with a nudged zero point), so the backward feature there is exactly fp32's when the frame stays
 // out of the grid, and far from it when it does not.
-class OnlyLayer : public Engine {
- public:
-  OnlyLayer(Engine& quantized, int id) : q_(quantized), id_(id) {}
-  Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override {
-    return id == id_ ? q_.conv(id, c, x, post, -1, residual) : fp32_.conv(id, c, x, post, next, residual);
-  }
-  bool quantizes(int id) const override { return id == id_; }
-
- private:
-  Engine& q_;
-  Fp32Engine fp32_;
-  int id_;
-};
-
 TEST_F(QuantTest, QuantizedTrunkInputConvSeesTheFrameExactly) {
   c10::InferenceMode guard;
   const Architecture arch = test::tiny_arch();
@@ -278,7 +264,7 @@ TEST_F(QuantTest, QuantizedTrunkInputConvSeesTheFrameExactly) {
   Fp32Engine fp32;
   const at::Tensor ref = last_backward_feature(fp32);
   for (Engine* e : {static_cast<Engine*>(&fake), static_cast<Engine*>(&int8)}) {
-    OnlyLayer only(*e, id);
+    OneLayerEngine only(*e, id);
     // Weights on their 8-bit grid: relative error ~1e-2 at most.
     EXPECT_LE((last_backward_feature(only) - ref).abs().max().item<float>(),
               2e-2f * ref.abs().max().item<float>());
@@ -286,8 +272,8 @@ TEST_F(QuantTest, QuantizedTrunkInputConvSeesTheFrameExactly) {
   // The same grid applied to [frame, features] together (the engine asked for the whole input)
   // clips the frame: a much larger error, which is what the split avoids.
   FakeEngine fake_whole(plan);  // its own weight cache: the whole conv's weights
-  struct Whole : OnlyLayer {
-    using OnlyLayer::OnlyLayer;
+  struct Whole : OneLayerEngine {
+    using OneLayerEngine::OneLayerEngine;
     bool quantizes(int) const override { return false; }
   } whole(fake_whole, id);
   EXPECT_GT((last_backward_feature(whole) - ref).abs().max().item<float>(),

@@ -48,6 +48,11 @@ struct CalibrationOptions {
   int checkpoint_every = 25;        // iterations between checkpoints (0: none)
   std::string checkpoint;           // checkpoint file ("" : none); the optimizer state goes beside it
   int stop_at = 0;                  // stop after this iteration with a checkpoint (0: run to the end)
+
+  // Throws Error naming the first option out of its range.
+  void validate() const;
+  // The fewest bits a layer gets from the target_bits allocation: bits - 1, at least 2.
+  int min_allocated_bits() const;
 };
 
 struct LayerCalibration {
