@@ -45,12 +45,14 @@ namespace {
 constexpr int kScale = 4;
 constexpr int kDefaultChunk = qbasicvsr::ChunkerOptions{}.chunk_size;
 constexpr int kDefaultOverlap = qbasicvsr::ChunkerOptions{}.overlap;
-constexpr int kDefaultBits = 0;  // the model's
-constexpr int kDefaultThreads = 0;
-constexpr int kDefaultTileSize = 0;  // automatic, from max-memory
-constexpr int kDefaultTileOverlap = 16;
-constexpr int kDefaultMaxMemory = 4096;
-constexpr const char* kDefaultDevice = "cpu";
+// The library's defaults (UpscalerOptions): bits 0 is the model's, tile size 0 automatic.
+const qbasicvsr::UpscalerOptions kDefaults;
+const int kDefaultBits = kDefaults.bits;
+const int kDefaultThreads = kDefaults.threads;
+const int kDefaultTileSize = kDefaults.tile_rows;
+const int kDefaultTileOverlap = kDefaults.tile_overlap;
+const int kDefaultMaxMemory = kDefaults.max_memory_mb;
+const char* const kDefaultDevice = kDefaults.device.c_str();
 
 enum Prop {
   PROP_0,
@@ -121,7 +123,7 @@ struct Settings {
   int tile_size = kDefaultTileSize;
   int tile_overlap = kDefaultTileOverlap;
   int max_memory = kDefaultMaxMemory;
-  qbasicvsr::Compute float_layers = qbasicvsr::UpscalerOptions().float_layers;
+  qbasicvsr::Compute float_layers = kDefaults.float_layers;
 };
 
 // Streaming state: created in start(), dropped in stop(); used from the streaming thread.
@@ -757,7 +759,7 @@ static void gst_qbasicvsr_class_init(GstQbasicvsrClass* klass) {
           "float-layers", "Float layers",
           "Arithmetic of the layers int8 execution leaves in float (SPyNet and conv_last in the "
           "partial scope); fp32 and fake precision always compute in fp32",
-          float_layers_get_type(), static_cast<int>(qbasicvsr::UpscalerOptions().float_layers), kReadyFlags));
+          float_layers_get_type(), static_cast<int>(kDefaults.float_layers), kReadyFlags));
 
   gst_element_class_set_static_metadata(
       element, "BasicVSR x4 super-resolution", "Filter/Effect/Converter/Video/Scaler",

@@ -187,9 +187,11 @@ int main(int argc, char** argv) {
     // Loaded here for an early, clear error; the element loads its own copy.
     const Model model = load_model(job.model_path);
     job.options = cli::upscaler_options(args, default_precision(model));
-    job.options.tile_rows = static_cast<int>(args.get_int("--tile-size", 0, 0, 16384));
-    job.options.tile_overlap = static_cast<int>(args.get_int("--tile-overlap", 16, 0, 1024));
-    job.options.max_memory_mb = static_cast<int>(args.get_int("--max-memory", 4096, 0, 1 << 20));
+    job.options.tile_rows = static_cast<int>(args.get_int("--tile-size", job.options.tile_rows, 0, 16384));
+    job.options.tile_overlap =
+        static_cast<int>(args.get_int("--tile-overlap", job.options.tile_overlap, 0, 1024));
+    job.options.max_memory_mb =
+        static_cast<int>(args.get_int("--max-memory", job.options.max_memory_mb, 0, 1 << 20));
     const ChunkerOptions defaults;
     job.chunking.chunk_size = static_cast<int>(args.get_int("--chunk", defaults.chunk_size, 1, 1000));
     job.chunking.overlap = static_cast<int>(args.get_int("--overlap", defaults.overlap, 0, 1000));
