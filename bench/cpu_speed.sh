@@ -2,11 +2,12 @@
 # The speed tables of docs/PERF.md ("int8 against fp32, stage by stage"), in one run so that every
 # row sees the same machine state: the official size (random weights, C=64 N=30) and the default
 # model at 180x320 LR, T frames, fp32 and int8 W6A6 partial with the float layers in fp32 and in
-# bf16, each with its stage profile; then BasicSR's op sequence in PyTorch with tcmalloc.
+# bf16, and int8 in the full scope, each with its stage profile; then BasicSR's op sequence in
+# PyTorch with tcmalloc (libgoogle-perftools4).
 #   bench/cpu_speed.sh OUT_DIR [BENCH_BINARY]
 # Writes OUT_DIR/<row>.json (qbasicvsr-bench --json --profile) and OUT_DIR/pytorch.txt, and prints
 # the table. Environment: FRAMES (default 8), RUNS (default 3), THREADS (default 2), PYTORCH=0 skips
-# the PyTorch row, PYTHON (default python3) is an interpreter with torch.
+# the PyTorch row, PYTHON (default /usr/bin/python3, Debian's, with python3-torch) runs the PyTorch row.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=$1
@@ -23,18 +24,23 @@ row() {  # NAME bench-options...
 row c64n30-fp32 --arch 64,30 -p fp32
 row c64n30-int8 --arch 64,30 -p int8 --bits 6 --float-layers fp32
 row c64n30-int8-bf16 --arch 64,30 -p int8 --bits 6 --float-layers bf16
+row c64n30-int8-full --arch 64,30 -p int8 --bits 6 --scope full
 default=$here/models/clean-c32n5-pq-w6a6.safetensors
 row default-fp32 -m "$here/models/clean-c32n5-fp32.safetensors" -p fp32
 row default-int8 -m "$default" -p int8 --float-layers fp32
 row default-int8-bf16 -m "$default" -p int8 --float-layers bf16
+# The shipped file is calibrated for the partial scope: the full scope runs the fp32 file on
+# ranges observed during the warm-up pass.
+row default-int8-full -m "$here/models/clean-c32n5-fp32.safetensors" -p int8 --bits 6 --scope full
 if [ "${PYTORCH:-1}" != 0 ]; then
-  LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4 "${PYTHON:-python3}" "$here/bench/pytorch_reference_bench.py" \
+  LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4 "${PYTHON:-/usr/bin/python3}" "$here/bench/pytorch_reference_bench.py" \
     --arch 64,30 --size 180x320 --frames "$frames" --threads "$threads" --runs 2 >"$out/pytorch.txt"
 fi
-"${PYTHON:-python3}" - "$out" <<'PY'
+"${PYTHON:-/usr/bin/python3}" - "$out" <<'PY'
 import json, os, re, sys
 out = sys.argv[1]
-rows = ["c64n30-fp32", "c64n30-int8", "c64n30-int8-bf16", "default-fp32", "default-int8", "default-int8-bf16"]
+rows = ["c64n30-fp32", "c64n30-int8", "c64n30-int8-bf16", "c64n30-int8-full",
+        "default-fp32", "default-int8", "default-int8-bf16", "default-int8-full"]
 data = {r: json.load(open(os.path.join(out, r + ".json"))) for r in rows}
 print("CPU:", open(os.path.join(out, "cpu.txt")).read().strip())
 print("| row | ms/frame | vs fp32 | conv ms/frame | conv share | end-to-end / conv floor | peak RSS MB |")

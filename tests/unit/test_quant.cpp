@@ -611,13 +611,3 @@ TEST_F(QuantTest, FloatConvsStayOutOfAutograd) {
     EXPECT_TRUE(FloatConvs::usable(c, x));
   }
 }
-
-TEST_F(QuantTest, PixelShuffleOfChannelsLastEqualsATens) {
-  c10::InferenceMode guard;
-  for (auto dtype : {at::kFloat, at::kByte}) {
-    const at::Tensor x = (at::rand({2, 12, 5, 7}) * 200).to(dtype).contiguous(at::MemoryFormat::ChannelsLast);
-    const Act y = pixel_shuffle2(Act(x));
-    ASSERT_TRUE(y.t.is_contiguous(at::MemoryFormat::ChannelsLast));
-    EXPECT_TRUE(at::equal(y.t, at::pixel_shuffle(x.contiguous(), 2)));
-  }
-}
