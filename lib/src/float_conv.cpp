@@ -3,21 +3,17 @@
 #include <ATen/core/grad_mode.h>
 
 #include <map>
-#include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
 #include <unordered_map>
 
+#include "dnnl_ops.h"
 #include "qbasicvsr/error.h"
 
 namespace qbasicvsr {
 
 namespace {
 
-using dnnl::memory;
-using dt = dnnl::memory::data_type;
-using tag = dnnl::memory::format_tag;
-
-constexpr float kLeakySlope = 0.1f;
+using namespace dnnl_ops;
 // Primitives kept per FloatConvs; a stream needs a handful per layer (batch and band sizes).
 constexpr std::size_t kMaxPrimitives = 512;
 
@@ -63,8 +59,7 @@ struct FloatConvs::Impl {
                                                dnnl::algorithm::convolution_direct, src_md, w_md, b_md,
                                                dst_md, {1, 1}, pad, pad);
     dnnl::post_ops ops;
-    if (post == PostOp::ReLU) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
-    if (post == PostOp::LeakyReLU) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, kLeakySlope, 0.0f);
+    append_activation(ops, post);
     if (sum) ops.append_sum(1.0f);
     dnnl::primitive_attr attr;
     attr.set_post_ops(ops);

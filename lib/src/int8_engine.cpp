@@ -4,9 +4,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
 
+#include "dnnl_ops.h"
 #include "qbasicvsr/error.h"
 #include "qbasicvsr/profile.h"
 #include "quantizer.h"
@@ -15,11 +15,7 @@ namespace qbasicvsr {
 
 namespace {
 
-using dnnl::memory;
-using dt = dnnl::memory::data_type;
-using tag = dnnl::memory::format_tag;
-
-constexpr float kLeakySlope = 0.1f;
+using namespace dnnl_ops;
 // Adding and subtracting 1.5 * 2^23 rounds a float of magnitude < 2^22 to the nearest integer,
 // ties to even, in the default rounding mode, and vectorizes where nearbyint() would not.
 constexpr float kRoundMagic = 12582912.0f;
@@ -143,8 +139,7 @@ struct Int8Engine::Impl {
     attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
     if (out_codes) attr.set_zero_points(DNNL_ARG_DST, 0, {DNNL_RUNTIME_S32_VAL});
     dnnl::post_ops ops;
-    if (post == PostOp::ReLU) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
-    if (post == PostOp::LeakyReLU) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, kLeakySlope, 0.0f);
+    append_activation(ops, post);
     if (out_codes) {
       // The next layer's b-bit range, in its code units before the zero point is added.
       ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, static_cast<float>(-p.out_grid.zero_point),

@@ -37,6 +37,15 @@ class QuantTest : public ::testing::Test {
   }
 };
 
+// C=16, N=2, hr 16: big enough for every path, small enough for a unit test.
+Architecture small_arch() {
+  Architecture a;
+  a.channels = 16;
+  a.blocks = 2;
+  a.hr_channels = 16;
+  return a;
+}
+
 // A model of C=16, N=2 with every layer's range observed on `lr`.
 QuantSettings observed_settings(const BasicVSR& net, const at::Tensor& lr, Scope scope, int bits) {
   RangeObserver obs;
@@ -181,10 +190,7 @@ TEST_F(QuantTest, SteWeightGradients) {
 
 TEST_F(QuantTest, Int8MatchesFakeOnARandomNetwork) {
   c10::InferenceMode guard;
-  Architecture arch;
-  arch.channels = 16;
-  arch.blocks = 2;
-  arch.hr_channels = 16;
+  const Architecture arch = small_arch();
   // BasicSR's initialisation scale: a chaotic network (scale 1) would amplify the rare
   // one-step rounding differences of float and integer accumulation far beyond real models.
   const BasicVSR net(random_model(arch, 3));
@@ -496,10 +502,7 @@ TEST_F(QuantTest, FlowMagnitudeAndConsistencyOfAffineFlows) {
 
 TEST_F(QuantTest, ProfileCountsEveryStageOfAPass) {
   c10::InferenceMode guard;
-  Architecture arch;
-  arch.channels = 16;
-  arch.blocks = 2;
-  arch.hr_channels = 16;
+  const Architecture arch = small_arch();
   const BasicVSR net(random_model(arch, 3));
   const int64_t t = 6;
   const at::Tensor lr = at::rand({t, 3, 20, 28});
@@ -580,10 +583,7 @@ TEST_F(QuantTest, FusedFloatConvsMatchATen) {
 
 TEST_F(QuantTest, FusedFp32NetworkMatchesATen) {
   c10::InferenceMode guard;
-  Architecture arch;
-  arch.channels = 16;
-  arch.blocks = 2;
-  arch.hr_channels = 16;
+  const Architecture arch = small_arch();
   const BasicVSR net(random_model(arch, 3));
   const at::Tensor lr = at::rand({4, 3, 20, 28});
   Fp32Engine fused;

@@ -1,0 +1,24 @@
+// What the oneDNN convolutions of the float and int8 paths share (float_conv.cpp,
+// int8_engine.cpp): names and the activation post-op. Internal: includes oneDNN.
+#pragma once
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "float_conv.h"
+
+namespace qbasicvsr::dnnl_ops {
+
+using dnnl::memory;
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+
+// BasicVSR's LeakyReLU slope.
+constexpr float kLeakySlope = 0.1f;
+
+// ReLU or LeakyReLU as an eltwise post-op (nothing for PostOp::None).
+inline void append_activation(dnnl::post_ops& ops, PostOp post) {
+  if (post == PostOp::ReLU) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+  if (post == PostOp::LeakyReLU) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, kLeakySlope, 0.0f);
+}
+
+}  // namespace qbasicvsr::dnnl_ops
