@@ -152,8 +152,7 @@ int main(int argc, char** argv) {
     if (!args.positional().empty()) args.die("unexpected argument " + args.positional()[0]);
     if (!args.has("--output")) args.die("give the output file with -o OUT.safetensors");
     if (args.all("--clips").empty()) args.die("give at least one --clips PATH");
-    if (args.get("--device", "cpu") != "cpu")
-      throw Error("device \"" + args.get("--device") + "\" is not available in this build (only cpu)");
+    check_device(args.get("--device", "cpu"));
     const std::string base = args.get("--base", "bicubic");
     if (base != "bilinear" && base != "bicubic") args.die("--base must be bilinear or bicubic");
     if (args.has("--init") && (args.has("--arch") || args.has("--base")))

@@ -1,5 +1,6 @@
 #include "qbasicvsr/runtime.h"
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <malloc.h>
 
@@ -12,6 +13,21 @@
 #include "qbasicvsr/error.h"
 
 namespace qbasicvsr {
+
+void check_device(const std::string& device) {
+  if (device == "cpu") return;
+  if (device != "cuda") throw Error("unknown device \"" + device + "\" (cpu or cuda)");
+#ifdef QBASICVSR_CUDA
+  if (!at::hasCUDA())
+    throw Error(
+        "device cuda: this CUDA build sees no GPU (no NVIDIA driver, or CUDA_VISIBLE_DEVICES hides it)");
+  throw Error(
+      "device cuda: this build compiles and links against CUDA, but running the network on a GPU is not "
+      "implemented yet; use --device cpu");
+#else
+  throw Error("device cuda: this build has no CUDA (only cpu); tools/scripts/build-cuda.sh makes one");
+#endif
+}
 
 void configure_runtime(int threads) {
   static std::once_flag malloc_once;

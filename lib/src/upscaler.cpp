@@ -118,8 +118,7 @@ struct Upscaler::Impl {
 };
 
 Upscaler::Upscaler(const Model& model, const UpscalerOptions& options) {
-  if (options.device != "cpu")
-    throw Error("device \"" + options.device + "\" is not available in this build (only cpu)");
+  check_device(options.device);
   if (options.bits != 0 && (options.bits < kMinBits || options.bits > kMaxBits))
     throw Error("bits must be in 2..8");
   if (options.tile_rows < 0 || options.tile_overlap < 0 || options.max_memory_mb < 0)

@@ -11,6 +11,10 @@ namespace qbasicvsr {
 // than the arithmetic. Set QBASICVSR_KEEP_MALLOC=1 to leave the allocator untouched.
 void configure_runtime(int threads);
 
+// Throws Error naming what is missing when the network cannot run on `device` ("cpu" always can;
+// "cuda" needs a CUDA build, tools/scripts/build-cuda.sh, and a visible GPU).
+void check_device(const std::string& device);
+
 // Threads LibTorch will use.
 int runtime_threads();
 
