@@ -45,9 +45,11 @@ inline UpscalerOptions upscaler_options(const Args& args, Precision fallback) {
   if (args.has("--scope")) o.scope = parse_scope(args.get("--scope"));
   o.adaptive = !args.has("--no-adapt");
   if (args.has("--float-layers")) {
-    const std::string m = args.get("--float-layers");
-    if (m != "fp32" && m != "bf16" && m != "auto") args.die("--float-layers must be fp32, bf16 or auto");
-    o.float_layers = parse_compute(m);
+    try {
+      o.float_layers = parse_compute(args.get("--float-layers"));  // the library's names
+    } catch (const Error&) {
+      args.die("--float-layers must be fp32, bf16 or auto");
+    }
   }
   o.threads = static_cast<int>(args.get_int("--threads", 0, 0, 1024));
   o.device = args.get("--device", "cpu");
