@@ -17,11 +17,13 @@ namespace {
 constexpr const char* kUsage =
     "Usage: qbasicvsr-bench (-m MODEL | --arch C,N) --size HxW --frames T -p fp32|fake|int8\n"
     "                       [--bits B] [--scope partial|full] [--no-adapt] [--threads N]\n"
-    "                       [--float-layers M] [--runs R] [--profile] [--json]\n"
+    "                       [--float-layers M] [--device cpu|cuda] [--runs R] [--profile] [--json]\n"
+    "                       [--input RAW] [--output RAW]\n"
     "\n"
     "Times one bidirectional pass over T random frames of HxW (LR) after a warm-up pass and\n"
-    "prints the median milliseconds per frame over R runs and the peak resident memory. For\n"
-    "fake/int8 without calibrated ranges, the warm-up pass also observes the ranges.\n"
+    "prints the median milliseconds per frame over R runs and the peak resident memory (and\n"
+    "the GPU allocator's peak on device cuda). For fake/int8 without calibrated ranges, the\n"
+    "warm-up pass also observes the ranges.\n"
     "\n"
     "Options:\n"
     "  -m, --model M    model file or installed model name\n"
@@ -33,7 +35,12 @@ constexpr const char* kUsage =
     "  --scope S        partial (default) or full, for models without quantization settings\n"
     "  --no-adapt       no FG-VBA bit offset per clip\n"
     "  --float-layers M the layers int8 leaves in float in fp32, bf16 or auto (as in\n"
-    "                   qbasicvsr-upscale)\n"
+    "                   qbasicvsr-upscale); on device cuda every convolution's arithmetic,\n"
+    "                   fp32 (IEEE), bf16, fp16 or auto (fp16)\n"
+    "  --device D       cpu (default) or cuda (CUDA builds, tools/scripts/build-cuda.sh)\n"
+    "  --input RAW      the clip instead of random frames: raw 8-bit RGB frames of HxW back to\n"
+    "                   back (e.g. ffmpeg -f rawvideo -pix_fmt rgb24); --frames of them\n"
+    "  --output RAW     writes the warm-up pass's upscaled frames there, raw 8-bit RGB\n"
     "  --threads N      compute threads (default: one per core)\n"
     "  --runs R         timed runs (default 3)\n"
     "  --profile        also time each stage of the timed runs (SPyNet, warps, trunk convolutions,\n"
@@ -54,6 +61,8 @@ int main(int argc, char** argv) {
   args.value("", "--size");
   args.value("", "--frames");
   args.value("", "--runs");
+  args.value("", "--input");
+  args.value("", "--output");
   cli::precision_options(args);
   args.flag("--json");
   args.flag("--profile");
@@ -86,28 +95,54 @@ int main(int argc, char** argv) {
 
     std::mt19937 rng(7);
     std::uniform_int_distribution<int> byte(0, 255);
+    std::FILE* input = args.has("--input") ? std::fopen(args.get("--input").c_str(), "rb") : nullptr;
+    if (args.has("--input") && !input) throw Error("cannot open " + args.get("--input"));
     std::vector<Image> clip(frames);
-    for (auto& f : clip) {
+    for (int i = 0; i < frames; ++i) {
+      Image& f = clip[i];
       f.width = w;
       f.height = h;
       f.rgb.resize(static_cast<std::size_t>(w) * h * 3);
-      for (auto& b : f.rgb) b = static_cast<uint8_t>(byte(rng));
+      if (!input) {
+        for (auto& b : f.rgb) b = static_cast<uint8_t>(byte(rng));
+      } else if (std::fread(f.rgb.data(), 1, f.rgb.size(), input) != f.rgb.size()) {
+        std::fclose(input);
+        throw Error(args.get("--input") + " holds fewer than " + std::to_string(frames) + " frames of " +
+                    std::to_string(w) + "x" + std::to_string(h) + " RGB");
+      }
     }
-    auto pass = [&] {
+    if (input) std::fclose(input);
+    std::vector<Image> outputs;
+    auto pass = [&](bool keep) {
       const auto t0 = std::chrono::steady_clock::now();
-      upscaler.upscale(clip, [](std::size_t, Image&&) {});
+      upscaler.upscale(clip, [&](std::size_t, Image&& f) {
+        if (keep) outputs.push_back(std::move(f));
+      });
       return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
              frames;
     };
-    pass();  // warm-up: first-touch of buffers, oneDNN primitive creation
+    // Warm-up: first-touch of buffers, oneDNN primitive creation, cuDNN's algorithm search.
+    pass(args.has("--output"));
+    if (args.has("--output")) {
+      std::FILE* out = std::fopen(args.get("--output").c_str(), "wb");
+      bool ok = out != nullptr;
+      for (const Image& f : outputs)
+        ok = ok && std::fwrite(f.rgb.data(), 1, f.rgb.size(), out) == f.rgb.size();
+      if (out) ok = std::fclose(out) == 0 && ok;
+      if (!ok) throw Error("cannot write " + args.get("--output"));
+      outputs.clear();
+    }
+    const bool gpu = opts.device == "cuda";
+    if (gpu) reset_peak_device_memory();
     const bool profiling = args.has("--profile");
     profile::set_enabled(profiling);
     profile::reset();
     std::vector<double> ms;
-    for (int r = 0; r < runs; ++r) ms.push_back(pass());
+    for (int r = 0; r < runs; ++r) ms.push_back(pass(false));
     std::sort(ms.begin(), ms.end());
     const double median = ms[ms.size() / 2];
     const double rss = peak_rss_mb();
+    const double device_mb = gpu ? peak_device_mb() : 0.0;
     profile::set_enabled(false);
     const profile::Totals prof = profile::totals();
     const double per_frame = 1.0 / (static_cast<double>(runs) * frames);
@@ -135,15 +170,18 @@ int main(int argc, char** argv) {
                             {"ms_per_frame", median},
                             {"ms_per_frame_min", ms.front()},
                             {"ms_per_frame_max", ms.back()},
-                            {"peak_rss_mb", rss}};
+                            {"peak_rss_mb", rss},
+                            {"peak_device_mb", device_mb}};
       if (profiling) out["profile"] = profile_json;
       std::printf("%s\n", out.dump().c_str());
     } else {
       std::printf(
           "%s, %s, %d threads, %dx%d x %d frames: %.1f ms/frame (median of %d; min %.1f, "
-          "max %.1f), peak RSS %.0f MB\n",
+          "max %.1f), peak RSS %.0f MB",
           source.c_str(), cli::describe(upscaler).c_str(), runtime_threads(), h, w, frames, median, runs,
           ms.front(), ms.back(), rss);
+      if (gpu) std::printf(", peak GPU memory %.0f MB", device_mb);
+      std::printf("\n");
       if (profiling) {
         std::printf("\n%-20s %12s %10s %8s\n", "stage", "ms/frame", "calls/fr", "share");
         for (int i = 0; i < profile::kStages; ++i) {

@@ -153,6 +153,7 @@ int main(int argc, char** argv) {
     if (!args.has("--output")) args.die("give the output file with -o OUT.safetensors");
     if (args.all("--clips").empty()) args.die("give at least one --clips PATH");
     check_device(args.get("--device", "cpu"));
+    if (args.get("--device", "cpu") != "cpu") args.die("training runs on the CPU only (--device cpu)");
     const std::string base = args.get("--base", "bicubic");
     if (base != "bilinear" && base != "bicubic") args.die("--base must be bilinear or bicubic");
     if (args.has("--init") && (args.has("--arch") || args.has("--base")))

@@ -243,6 +243,14 @@ std::vector<Conv*> BasicVSR::layers() {
   return out;
 }
 
+void BasicVSR::to(const at::Device& device) {
+  spynet_.to(device);
+  for (Conv* c : layers()) {
+    c->weight = c->weight.to(device).contiguous(at::MemoryFormat::ChannelsLast);
+    if (c->bias.defined()) c->bias = c->bias.to(device);
+  }
+}
+
 at::Tensor BasicVSR::forward(const at::Tensor& lr) const {
   c10::InferenceMode guard;
   Fp32Engine engine;

@@ -54,6 +54,8 @@ class BasicVSR {
 
   // Every convolution in conv_layers() order, for training and export.
   std::vector<Conv*> layers();
+  // Moves the weights to `device` (inputs must then live there too).
+  void to(const at::Device& device);
 
  private:
   struct Trunk {

@@ -49,12 +49,30 @@ Act Fp32Engine::conv(int, const Conv& c, const Act& x, PostOp post, int, at::Ten
   at::Tensor y;
   {
     const profile::Scope scope(profile::conv_stage());
-    y = c(in);
+    y = in.is_cuda() ? device_.run(c, in.to(float_type(math_))) : c(in);
   }
   y = apply_post(std::move(y), post);
   if (!residual) return y;
   residual->add_(y);
   return *residual;
+}
+
+at::Tensor DeviceConvs::run(const Conv& c, const at::Tensor& x, const at::Tensor& weight) {
+  const at::ScalarType type = x.scalar_type();
+  if (type == at::kFloat)
+    return at::conv2d(x, weight.defined() ? weight : c.weight, c.bias, {1, 1}, {c.padding, c.padding});
+  at::Tensor w = weight, b;
+  const auto key = std::make_tuple(c.weight.data_ptr(), c.weight.size(1), type);
+  auto it = typed_.find(key);
+  if (it == typed_.end())
+    it = typed_
+             .emplace(key, std::make_pair(c.weight.to(type).contiguous(at::MemoryFormat::ChannelsLast),
+                                          c.bias.defined() ? c.bias.to(type) : at::Tensor()))
+             .first;
+  if (!w.defined()) w = it->second.first;
+  b = it->second.second;
+  return at::conv2d(x.contiguous(at::MemoryFormat::ChannelsLast), w, b, {1, 1}, {c.padding, c.padding})
+      .to(at::kFloat);
 }
 
 Act finish_differentiable(at::Tensor y, PostOp post, at::Tensor* residual) {
@@ -110,22 +128,25 @@ double QuantPlan::mean_bits() const {
 Act FakeEngine::conv(int id, const Conv& c, const Act& x, PostOp post, int, at::Tensor* residual) {
   if (!plan_.quantized(id)) return float_.conv(id, c, x, post, -1, residual);
   const int bits = plan_.bits(id);
+  const at::Tensor in = x.values();
+  const at::ScalarType type = in.is_cuda() ? float_type(float_.math()) : at::kFloat;
   auto it = weights_.find({id, bits});
   if (it == weights_.end()) {
     const at::Tensor clip = weight_clip_values(c.weight, plan_.weight_clip(id));
     it = weights_
-             .emplace(std::make_pair(id, bits),
-                      fake_quant_weight(c.weight, clip, bits).contiguous(at::MemoryFormat::ChannelsLast))
+             .emplace(
+                 std::make_pair(id, bits),
+                 fake_quant_weight(c.weight, clip, bits).to(type).contiguous(at::MemoryFormat::ChannelsLast))
              .first;
   }
   at::Tensor xq, y;
   {
     const profile::Scope scope(profile::Stage::Quantize);
-    xq = fake_quant_act(x.values(), plan_.grid(id));
+    xq = fake_quant_act(in, plan_.grid(id), type);
   }
   {
     const profile::Scope scope(profile::conv_stage());
-    y = at::conv2d(xq, it->second, c.bias, {1, 1}, {c.padding, c.padding});
+    y = device_.run(c, xq, it->second);
   }
   y = apply_post(std::move(y), post);
   if (!residual) return y;
@@ -147,7 +168,7 @@ void RangeObserver::record(int id, const at::Tensor& x) {
   // features) must not drown in the many.
   const at::Tensor rows = x.transpose(0, 1).reshape({c, -1});
   const int64_t step = std::max<int64_t>(1, rows.numel() / kSamplesPerCall);
-  const at::Tensor picked = rows.slice(1, 0, rows.size(1), step).contiguous();
+  const at::Tensor picked = rows.slice(1, 0, rows.size(1), step).to(at::kCPU).contiguous();
   const float* p = picked.data_ptr<float>();
   const int64_t n = picked.size(1);
   for (int64_t ch = 0; ch < c; ++ch) channels[ch].insert(channels[ch].end(), p + ch * n, p + (ch + 1) * n);

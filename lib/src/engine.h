@@ -46,16 +46,29 @@ class Engine {
 
 at::Tensor apply_post(at::Tensor y, PostOp post);
 
+// Convolutions through ATen in the input's float type: fp32 as it is; fp16/bf16 (on a GPU: cuDNN,
+// channels_last) with the weights cast once per layer and the output back in float.
+class DeviceConvs {
+ public:
+  // c(x) for x already in the type the weights are wanted in; the result in float.
+  at::Tensor run(const Conv& c, const at::Tensor& x, const at::Tensor& weight = {});
+
+ private:
+  std::map<std::tuple<const void*, int64_t, at::ScalarType>, std::pair<at::Tensor, at::Tensor>> typed_;
+};
+
 // Float execution. Inference runs each convolution with its post-op and residual add fused
 // (FloatConvs, in `math`); what autograd must see runs through ATen, out of nothing in place.
 class Fp32Engine : public Engine {
  public:
   explicit Fp32Engine(FloatMath math = FloatMath::Fp32) : math_(math) {}
   Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override;
+  FloatMath math() const { return math_; }
 
  private:
   FloatMath math_;
   std::unique_ptr<FloatConvs> convs_;  // made on first use
+  DeviceConvs device_;
 };
 
 // Post-op and residual add without modifying any input, as autograd needs the tensors it saved.
@@ -98,9 +111,11 @@ class QuantPlan {
 };
 
 // Simulated quantization in float: inputs and weights on their grids, float convolution.
+// On a GPU the convolutions run in `math` (the quantized inputs come out of one fused kernel in
+// that type); on the CPU always in fp32.
 class FakeEngine : public Engine {
  public:
-  explicit FakeEngine(const QuantPlan& plan) : plan_(plan) {}
+  explicit FakeEngine(const QuantPlan& plan, FloatMath math = FloatMath::Fp32) : plan_(plan), float_(math) {}
   Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override;
   bool quantizes(int id) const override { return plan_.quantized(id); }
 
@@ -108,6 +123,7 @@ class FakeEngine : public Engine {
   const QuantPlan& plan_;
   std::map<std::pair<int, int>, at::Tensor> weights_;  // (layer, bits) -> quantized weight
   Fp32Engine float_;                                   // the layers the scope leaves in float
+  DeviceConvs device_;
 };
 
 // Layer `only` through `quantized`, every other layer in fp32: the error that one layer adds alone.

@@ -17,7 +17,7 @@ at::Tensor gradient_along(const at::Tensor& f, int64_t dim) {
 }
 
 std::vector<double> per_item_mean(const at::Tensor& x) {
-  const at::Tensor m = x.reshape({x.size(0), -1}).to(at::kDouble).mean(1).contiguous();
+  const at::Tensor m = x.reshape({x.size(0), -1}).to(at::kDouble).mean(1).to(at::kCPU).contiguous();
   return std::vector<double>(m.data_ptr<double>(), m.data_ptr<double>() + m.numel());
 }
 

@@ -97,7 +97,20 @@ struct FloatConvs::Impl {
   std::map<Key, Prim> cache;
 };
 
-FloatConvs::FloatConvs(FloatMath math) : math_(math), impl_(std::make_unique<Impl>()) {}
+at::ScalarType float_type(FloatMath math) {
+  switch (math) {
+    case FloatMath::Bf16:
+      return at::kBFloat16;
+    case FloatMath::Fp16:
+      return at::kHalf;
+    default:
+      return at::kFloat;
+  }
+}
+
+FloatConvs::FloatConvs(FloatMath math) : math_(math), impl_(std::make_unique<Impl>()) {
+  if (math == FloatMath::Fp16) throw Error("fp16 convolutions run on a GPU only (device cuda)");
+}
 FloatConvs::~FloatConvs() = default;
 
 bool FloatConvs::usable(const Conv& c, const at::Tensor& x) {

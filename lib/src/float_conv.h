@@ -15,7 +15,11 @@
 namespace qbasicvsr {
 
 enum class PostOp { None, ReLU, LeakyReLU };
-enum class FloatMath { Fp32, Bf16 };
+// Arithmetic of float convolutions. On the CPU fp32 or bf16 (FloatConvs); on a GPU (Fp32Engine)
+// also fp16, and fp32 there is IEEE (no TF32).
+enum class FloatMath { Fp32, Bf16, Fp16 };
+// The tensor type convolutions take in `math`.
+at::ScalarType float_type(FloatMath math);
 
 class FloatConvs {
  public:

@@ -1,5 +1,10 @@
 #include "quantizer.h"
 
+#include "qbasicvsr/error.h"
+#ifdef QBASICVSR_CUDA
+#include "cuda/cuda_ops.h"
+#endif
+
 namespace qbasicvsr {
 
 namespace {
@@ -13,6 +18,26 @@ at::Tensor fake_quant_act(const at::Tensor& x, const ActGrid& g) {
   // Multiply by 1/S, as the integer path does, so that both land on the same codes.
   const float inv = 1.0f / g.scale;
   return at::round(at::clamp(x * inv, -g.zero_point, g.qmax - g.zero_point)) * g.scale;
+}
+
+at::Tensor fake_quant_act(const at::Tensor& x, const ActGrid& g, at::ScalarType type) {
+#ifdef QBASICVSR_CUDA
+  if (x.is_cuda() && x.scalar_type() == at::kFloat && !x.requires_grad()) {
+    const at::Tensor in = x.is_non_overlapping_and_dense() ? x : x.contiguous();
+    at::Tensor out = at::empty_like(in, in.options().dtype(type));  // same strides: elementwise
+    const auto kind = type == at::kHalf       ? cuda::OutType::Half
+                      : type == at::kBFloat16 ? cuda::OutType::BFloat16
+                                              : cuda::OutType::Float;
+    if (type != at::kFloat && type != at::kHalf && type != at::kBFloat16)
+      throw Error("fake_quant_act: no fused kernel for this output type");
+    const float lo = static_cast<float>(-g.zero_point), hi = static_cast<float>(g.qmax - g.zero_point);
+    if (const char* err = cuda::fake_quant(in.data_ptr<float>(), out.data_ptr(), kind, in.numel(),
+                                           1.0f / g.scale, g.scale, lo, hi))
+      throw Error(std::string("CUDA: ") + err);
+    return out;
+  }
+#endif
+  return fake_quant_act(x, g).to(type);
 }
 
 at::Tensor weight_clip_values(const at::Tensor& w, const std::vector<float>& clip) {

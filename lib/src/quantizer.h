@@ -15,6 +15,10 @@ namespace qbasicvsr {
 // Activations on an asymmetric grid, per tensor.
 at::Tensor fake_quant_act(const at::Tensor& x, const ActGrid& grid);
 
+// The same values as `type` (the input type of the convolution that follows): on a GPU in one
+// fused kernel (CUDA builds, src/cuda/fake_quant.cu), elsewhere through ATen.
+at::Tensor fake_quant_act(const at::Tensor& x, const ActGrid& grid, at::ScalarType type);
+
 // Per-output-channel clip values of w [O,I,kh,kw]: `clip` when given, else max |w| per channel.
 at::Tensor weight_clip_values(const at::Tensor& w, const std::vector<float>& clip);
 // Per-output-channel steps S_c = clip_c / (2^(b-1) - 1) as a float tensor [O].

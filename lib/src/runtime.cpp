@@ -3,6 +3,9 @@
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <malloc.h>
+#ifdef QBASICVSR_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
 #include <cstdlib>
 #include <fstream>
@@ -21,9 +24,6 @@ void check_device(const std::string& device) {
   if (!at::hasCUDA())
     throw Error(
         "device cuda: this CUDA build sees no GPU (no NVIDIA driver, or CUDA_VISIBLE_DEVICES hides it)");
-  throw Error(
-      "device cuda: this build compiles and links against CUDA, but running the network on a GPU is not "
-      "implemented yet; use --device cpu");
 #else
   throw Error("device cuda: this build has no CUDA (only cpu); tools/scripts/build-cuda.sh makes one");
 #endif
@@ -72,7 +72,36 @@ Compute parse_compute(const std::string& name) {
   if (name == "auto") return Compute::Auto;
   if (name == "fp32") return Compute::Fp32;
   if (name == "bf16") return Compute::Bf16;
-  throw Error("unknown compute \"" + name + "\" (auto, fp32 or bf16)");
+  if (name == "fp16") return Compute::Fp16;
+  throw Error("unknown compute \"" + name + "\" (auto, fp32, bf16 or fp16)");
 }
+
+const char* compute_name(Compute c) {
+  switch (c) {
+    case Compute::Fp32:
+      return "fp32";
+    case Compute::Bf16:
+      return "bf16";
+    case Compute::Fp16:
+      return "fp16";
+    default:
+      return "auto";
+  }
+}
+
+#ifdef QBASICVSR_CUDA
+double peak_device_mb() {
+  if (!at::hasCUDA()) return 0;
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(0);
+  return static_cast<double>(stats.reserved_bytes[0].peak) / (1 << 20);  // [0]: all pools
+}
+
+void reset_peak_device_memory() {
+  if (at::hasCUDA()) c10::cuda::CUDACachingAllocator::resetPeakStats(0);
+}
+#else
+double peak_device_mb() { return 0; }
+void reset_peak_device_memory() {}
+#endif
 
 }  // namespace qbasicvsr

@@ -106,6 +106,11 @@ std::vector<Conv*> SpyNet::layers() {
   return out;
 }
 
+void SpyNet::to(const at::Device& device) {
+  mean_ = mean_.to(device);
+  std_ = std_.to(device);
+}
+
 at::Tensor SpyNet::flow(const at::Tensor& ref, const at::Tensor& supp) const {
   Fp32Engine engine;
   return flow(ref, supp, engine);
@@ -119,7 +124,8 @@ at::Tensor SpyNet::flow(const at::Tensor& ref, const at::Tensor& supp, Engine& e
   at::Tensor flow = at::upsample_bilinear2d(process(r, s, engine), {h, w}, false).contiguous();
   const auto scale = at::tensor({static_cast<float>(w) / static_cast<float>(wu),
                                  static_cast<float>(h) / static_cast<float>(hu)})
-                         .view({1, 2, 1, 1});
+                         .view({1, 2, 1, 1})
+                         .to(flow.device());
   return flow * scale;
 }
 

@@ -46,6 +46,8 @@ class SpyNet {
   at::Tensor process(const at::Tensor& ref, const at::Tensor& supp, Engine& engine) const;
   // Its convolutions, level by level.
   std::vector<Conv*> layers();
+  // Moves the normalisation constants to `device` (layers() hold the weights).
+  void to(const at::Device& device);
 
  private:
   std::array<std::vector<Conv>, kLevels> levels_;

@@ -49,7 +49,7 @@ Image tensor_to_image(const at::Tensor& t, int depth) {
 
 Image hwc_samples_to_image(const at::Tensor& hwc, int depth) {
   const profile::Scope scope(profile::Stage::CopyOut);
-  const at::Tensor samples = hwc.contiguous();
+  const at::Tensor samples = hwc.to(at::kCPU).contiguous();  // from a GPU: one download per frame
   Image img;
   img.height = static_cast<int>(samples.size(0));
   img.width = static_cast<int>(samples.size(1));

@@ -56,8 +56,27 @@ at::Tensor centre_crop(const at::Tensor& lr) {
 
 }  // namespace
 
+// The arithmetic of the float convolutions: on a GPU all of them follow float_layers (auto: fp16);
+// on the CPU only the layers int8 leaves in float do, and fp32 and fake compute in fp32.
+FloatMath float_math(const UpscalerOptions& o, bool all_layers) {
+  if (o.device == "cuda") {
+    if (o.float_layers == Compute::Fp32) return FloatMath::Fp32;
+    return o.float_layers == Compute::Bf16 ? FloatMath::Bf16 : FloatMath::Fp16;
+  }
+  if (all_layers) return FloatMath::Fp32;
+  return uses_bf16(o.float_layers) ? FloatMath::Bf16 : FloatMath::Fp32;
+}
+
 struct Upscaler::Impl {
-  Impl(const Model& model, const UpscalerOptions& o) : net(model), options(o) {
+  Impl(const Model& model, const UpscalerOptions& o) : net(model), options(o), fp32(float_math(o, true)) {
+    if (o.device == "cuda") {
+      device = at::Device(at::kCUDA, 0);
+      net.to(device);
+      // fp32 means IEEE fp32, as on the CPU; TF32 would round every product to 10 bits.
+      at::globalContext().setAllowTF32CuDNN(false);
+      at::globalContext().setAllowTF32CuBLAS(false);
+      at::globalContext().setBenchmarkCuDNN(true);
+    }
     if (o.precision == Precision::FP32) return;
     QuantSettings q = model.quantization.value_or(QuantSettings());
     if (o.bits != 0) q.b_base = o.bits;
@@ -75,10 +94,9 @@ struct Upscaler::Impl {
   void make_plan() {
     plan.emplace(net.arch(), *settings);
     if (options.precision == Precision::Fake)
-      engine = std::make_unique<FakeEngine>(*plan);
+      engine = std::make_unique<FakeEngine>(*plan, float_math(options, true));
     else
-      engine = std::make_unique<Int8Engine>(
-          *plan, uses_bf16(options.float_layers) ? FloatMath::Bf16 : FloatMath::Fp32);
+      engine = std::make_unique<Int8Engine>(*plan, float_math(options, false));
   }
 
   // Ranges for every quantized layer that has none, from an fp32 pass over part of the clip.
@@ -108,8 +126,12 @@ struct Upscaler::Impl {
   ClipReport run(const at::Tensor& lr, int64_t first, int64_t last, detail::StreamData* stream, int depth,
                  const std::function<void(std::size_t, Image&&)>& sink);
 
+  // The frames of a pass as [T,3,H,W] floats on the device: one upload per chunk.
+  at::Tensor upload(const std::vector<Image>& frames) const { return images_to_tensor(frames).to(device); }
+
   BasicVSR net;
   UpscalerOptions options;
+  at::Device device = at::kCPU;
   std::optional<QuantSettings> settings;
   std::optional<QuantPlan> plan;
   std::unique_ptr<Engine> engine;
@@ -119,6 +141,12 @@ struct Upscaler::Impl {
 
 Upscaler::Upscaler(const Model& model, const UpscalerOptions& options) {
   check_device(options.device);
+  if (options.device == "cuda" && options.precision == Precision::Int8)
+    throw Error(
+        "precision int8 runs on the CPU (oneDNN); on device cuda use fake (simulated quantization, "
+        "its convolutions in float-layers fp16/bf16/fp32)");
+  if (options.device != "cuda" && options.float_layers == Compute::Fp16)
+    throw Error("float layers fp16 need device cuda (on the CPU: fp32, bf16 or auto)");
   if (options.bits != 0 && (options.bits < kMinBits || options.bits > kMaxBits))
     throw Error("bits must be in 2..8");
   if (options.tile_rows < 0 || options.tile_overlap < 0 || options.max_memory_mb < 0)
@@ -136,7 +164,7 @@ bool Upscaler::observed_ranges() const { return impl_->observed; }
 
 VideoComplexity Upscaler::analyze(const std::vector<Image>& frames) {
   c10::InferenceMode guard;
-  const at::Tensor lr = images_to_tensor(frames);
+  const at::Tensor lr = impl_->upload(frames);
   if (impl_->settings && !impl_->plan) impl_->observe(lr);
   if (impl_->plan) impl_->plan->set_offset(0);
   const auto [fwd, bwd] = impl_->flows(lr);
@@ -374,7 +402,7 @@ ClipReport Upscaler::upscale(const std::vector<Image>& frames,
   if (frames.empty()) return {};
   c10::InferenceMode guard;
   const profile::Scope scope(profile::Stage::Other);
-  const at::Tensor lr = images_to_tensor(frames);
+  const at::Tensor lr = impl_->upload(frames);
   const int64_t t = lr.size(0);
   const int64_t e0 = std::min<int64_t>(static_cast<int64_t>(first), t);
   const int64_t e1 = count > static_cast<std::size_t>(t - e0) ? t : e0 + static_cast<int64_t>(count);
@@ -386,7 +414,7 @@ ClipReport Upscaler::upscale_chunk(const std::vector<Image>& frames, std::size_t
   if (count == 0 || count > frames.size()) throw Error("a chunk outputs between 1 and all of its frames");
   c10::InferenceMode guard;
   const profile::Scope scope(profile::Stage::Other);
-  at::Tensor lr = images_to_tensor(frames);
+  at::Tensor lr = impl_->upload(frames);
   if (!state.data_) state.data_ = std::make_unique<detail::StreamData>();
   detail::StreamData& st = *state.data_;
   const int64_t n = static_cast<int64_t>(count);

@@ -164,7 +164,7 @@ def main():
         expect_error("bench: bad size", [TOOLS["bench"], "--arch", "8,1", "--size", "big"], "--size must be HxW")
         expect_error("bench: model and arch", [TOOLS["bench"]], "exactly one of")
         expect_error("bench: bad --float-layers", [TOOLS["bench"], "--arch", "8,1", "--float-layers", "bf17"],
-                     "--float-layers must be fp32, bf16 or auto")
+                     "--float-layers must be fp32, bf16, fp16 (device cuda) or auto")
         r = run([TOOLS["bench"], "--arch", "8,1", "--size", "16x24", "--frames", "2", "--runs", "1", "--json"])
         case("bench --json prints ms_per_frame and peak_rss_mb",
              r.returncode == 0 and '"ms_per_frame"' in r.stdout and '"peak_rss_mb"' in r.stdout, r.stderr)

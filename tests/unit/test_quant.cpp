@@ -1,4 +1,5 @@
 // Quantizers, fake vs int8 execution, FG-VBA measurements and TS-LBA statistics.
+#include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
 #include <cmath>

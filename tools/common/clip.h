@@ -48,7 +48,7 @@ inline UpscalerOptions upscaler_options(const Args& args, Precision fallback) {
     try {
       o.float_layers = parse_compute(args.get("--float-layers"));  // the library's names
     } catch (const Error&) {
-      args.die("--float-layers must be fp32, bf16 or auto");
+      args.die("--float-layers must be fp32, bf16, fp16 (device cuda) or auto");
     }
   }
   o.threads = static_cast<int>(args.get_int("--threads", 0, 0, 1024));
@@ -67,6 +67,10 @@ inline std::string describe(const Upscaler& u) {
     if (o.precision == Precision::Int8)
       s += uses_bf16(o.float_layers) ? ", float layers bf16" : ", float layers fp32";
   }
+  if (o.device == "cuda")
+    s += std::string(", on cuda, convolutions ") + (o.float_layers == Compute::Fp32   ? "fp32"
+                                                    : o.float_layers == Compute::Bf16 ? "bf16"
+                                                                                      : "fp16");
   return s;
 }
 

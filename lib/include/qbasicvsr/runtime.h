@@ -24,12 +24,20 @@ double peak_rss_mb();
 // Arithmetic of the convolutions in training and calibration: bfloat16 (mixed precision, fp32
 // master weights) is several times faster where the CPU has AVX-512 BF16; Auto picks it there
 // and fp32 elsewhere. Inference is not affected.
-enum class Compute { Auto, Fp32, Bf16 };
+// On a GPU (device cuda) the same names pick the inference arithmetic, and Fp16 is added there
+// (Auto: fp16).
+enum class Compute { Auto, Fp32, Bf16, Fp16 };
 // Whether this CPU has AVX-512 BF16 instructions.
 bool cpu_has_bf16();
 // Whether `c` resolves to bfloat16 on this machine.
 bool uses_bf16(Compute c);
-// "auto", "fp32" or "bf16"; throws Error otherwise.
+// "auto", "fp32", "bf16" or "fp16"; throws Error otherwise.
 Compute parse_compute(const std::string& name);
+const char* compute_name(Compute c);
+
+// Peak bytes the GPU allocator held since the last reset, in MiB (0 without a GPU or CUDA). Call
+// both only once something ran on the GPU (its allocator exists then).
+double peak_device_mb();
+void reset_peak_device_memory();
 
 }  // namespace qbasicvsr
