@@ -68,7 +68,8 @@ at::Tensor BasicVSR::Trunk::run(const at::Tensor& lr_frame, const at::Tensor& fe
     const int64_t fc = kFrameChannels;
     if (lr_frame.size(1) != fc)
       throw Error("a trunk's frame has " + std::to_string(lr_frame.size(1)) + " channels");
-    x = at::conv2d(lr_frame, input.weight.narrow(1, 0, fc), {}, {1, 1}, {input.padding, input.padding})
+    x = at::conv2d(lr_frame, input.weight.narrow(1, 0, fc).to(lr_frame.scalar_type()), {}, {1, 1},
+                   {input.padding, input.padding})
             .contiguous(at::MemoryFormat::ChannelsLast);
     const Conv features{input.weight.narrow(1, fc, input.weight.size(1) - fc), input.bias, input.padding};
     x = finish_differentiable(engine.conv(first_id, features, feat, PostOp::None, -1, &x).values(),

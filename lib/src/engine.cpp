@@ -71,8 +71,7 @@ at::Tensor DeviceConvs::run(const Conv& c, const at::Tensor& x, const at::Tensor
              .first;
   if (!w.defined()) w = it->second.first;
   b = it->second.second;
-  return at::conv2d(x.contiguous(at::MemoryFormat::ChannelsLast), w, b, {1, 1}, {c.padding, c.padding})
-      .to(at::kFloat);
+  return at::conv2d(x.contiguous(at::MemoryFormat::ChannelsLast), w, b, {1, 1}, {c.padding, c.padding});
 }
 
 Act finish_differentiable(at::Tensor y, PostOp post, at::Tensor* residual) {
@@ -168,7 +167,7 @@ void RangeObserver::record(int id, const at::Tensor& x) {
   // features) must not drown in the many.
   const at::Tensor rows = x.transpose(0, 1).reshape({c, -1});
   const int64_t step = std::max<int64_t>(1, rows.numel() / kSamplesPerCall);
-  const at::Tensor picked = rows.slice(1, 0, rows.size(1), step).to(at::kCPU).contiguous();
+  const at::Tensor picked = rows.slice(1, 0, rows.size(1), step).to(at::kCPU, at::kFloat).contiguous();
   const float* p = picked.data_ptr<float>();
   const int64_t n = picked.size(1);
   for (int64_t ch = 0; ch < c; ++ch) channels[ch].insert(channels[ch].end(), p + ch * n, p + (ch + 1) * n);

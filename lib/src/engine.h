@@ -47,10 +47,10 @@ class Engine {
 at::Tensor apply_post(at::Tensor y, PostOp post);
 
 // Convolutions through ATen in the input's float type: fp32 as it is; fp16/bf16 (on a GPU: cuDNN,
-// channels_last) with the weights cast once per layer and the output back in float.
+// channels_last) with the weights cast once per layer and the output in that type too.
 class DeviceConvs {
  public:
-  // c(x) for x already in the type the weights are wanted in; the result in float.
+  // c(x) for x already in the type the weights are wanted in, the result in that type.
   at::Tensor run(const Conv& c, const at::Tensor& x, const at::Tensor& weight = {});
 
  private:

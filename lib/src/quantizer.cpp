@@ -1,5 +1,7 @@
 #include "quantizer.h"
 
+#include <optional>
+
 #include "qbasicvsr/error.h"
 #ifdef QBASICVSR_CUDA
 #include "cuda/cuda_ops.h"
@@ -20,24 +22,34 @@ at::Tensor fake_quant_act(const at::Tensor& x, const ActGrid& g) {
   return at::round(at::clamp(x * inv, -g.zero_point, g.qmax - g.zero_point)) * g.scale;
 }
 
+#ifdef QBASICVSR_CUDA
+namespace {
+
+// The kernel's name for a tensor type, or nothing.
+std::optional<cuda::Type> kernel_type(at::ScalarType t) {
+  if (t == at::kFloat) return cuda::Type::Float;
+  if (t == at::kHalf) return cuda::Type::Half;
+  if (t == at::kBFloat16) return cuda::Type::BFloat16;
+  return std::nullopt;
+}
+
+}  // namespace
+#endif
+
 at::Tensor fake_quant_act(const at::Tensor& x, const ActGrid& g, at::ScalarType type) {
 #ifdef QBASICVSR_CUDA
-  if (x.is_cuda() && x.scalar_type() == at::kFloat && !x.requires_grad()) {
+  const auto in_type = kernel_type(x.scalar_type()), out_type = kernel_type(type);
+  if (x.is_cuda() && in_type && out_type && !x.requires_grad()) {
     const at::Tensor in = x.is_non_overlapping_and_dense() ? x : x.contiguous();
     at::Tensor out = at::empty_like(in, in.options().dtype(type));  // same strides: elementwise
-    const auto kind = type == at::kHalf       ? cuda::OutType::Half
-                      : type == at::kBFloat16 ? cuda::OutType::BFloat16
-                                              : cuda::OutType::Float;
-    if (type != at::kFloat && type != at::kHalf && type != at::kBFloat16)
-      throw Error("fake_quant_act: no fused kernel for this output type");
     const float lo = static_cast<float>(-g.zero_point), hi = static_cast<float>(g.qmax - g.zero_point);
-    if (const char* err = cuda::fake_quant(in.data_ptr<float>(), out.data_ptr(), kind, in.numel(),
+    if (const char* err = cuda::fake_quant(in.data_ptr(), *in_type, out.data_ptr(), *out_type, in.numel(),
                                            1.0f / g.scale, g.scale, lo, hi))
       throw Error(std::string("CUDA: ") + err);
     return out;
   }
 #endif
-  return fake_quant_act(x, g).to(type);
+  return fake_quant_act(x.to(at::kFloat), g).to(type);
 }
 
 at::Tensor weight_clip_values(const at::Tensor& w, const std::vector<float>& clip) {

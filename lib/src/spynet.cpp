@@ -51,7 +51,10 @@ at::Tensor flow_warp(const at::Tensor& x, const at::Tensor& flow, bool border) {
   const auto vx = (flow.select(1, 0) + gx) * sx - 1.0;
   const auto vy = (flow.select(1, 1) + gy) * sy - 1.0;
   const auto grid = at::stack({vx, vy}, 3);
-  // grid_sampler modes: interpolation 0 = bilinear; padding 0 = zeros, 1 = border.
+  // grid_sampler modes: interpolation 0 = bilinear; padding 0 = zeros, 1 = border. Features in
+  // fp16/bf16 (GPU) are sampled in float: a 16-bit grid would place samples 0.1-0.3 px off.
+  if (x.scalar_type() != grid.scalar_type())
+    return at::grid_sampler(x.to(grid.scalar_type()), grid, 0, border ? 1 : 0, true).to(x.scalar_type());
   return at::grid_sampler(x, grid, 0, border ? 1 : 0, true);
 }
 

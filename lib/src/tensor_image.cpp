@@ -39,7 +39,7 @@ at::Tensor images_to_tensor(const std::vector<Image>& frames) {
 
 at::Tensor to_hwc_samples(const at::Tensor& chw, int depth) {
   const profile::Scope scope(profile::Stage::CopyOut);
-  const at::Tensor scaled = chw.clamp(0.0, 1.0).mul(max_value(depth)).round();
+  const at::Tensor scaled = chw.to(at::kFloat).clamp(0.0, 1.0).mul(max_value(depth)).round();
   return scaled.to(depth == 16 ? at::kInt : at::kByte).permute({1, 2, 0});
 }
 

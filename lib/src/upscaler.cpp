@@ -71,6 +71,7 @@ struct Upscaler::Impl {
   Impl(const Model& model, const UpscalerOptions& o) : net(model), options(o), fp32(float_math(o, true)) {
     if (o.device == "cuda") {
       device = at::Device(at::kCUDA, 0);
+      feature_type = float_type(float_math(o, true));
       net.to(device);
       // fp32 means IEEE fp32, as on the CPU; TF32 would round every product to 10 bits.
       at::globalContext().setAllowTF32CuDNN(false);
@@ -102,7 +103,7 @@ struct Upscaler::Impl {
   // Ranges for every quantized layer that has none, from an fp32 pass over part of the clip.
   void observe(const at::Tensor& lr) {
     RangeObserver observer;
-    net.forward(centre_crop(lr), observer, [](int64_t, const at::Tensor&) {});
+    net.forward(centre_crop(lr).to(at::kFloat), observer, [](int64_t, const at::Tensor&) {});
     const auto layers = conv_layers(net.arch());
     for (const auto& [id, range] : observer.ranges(kObserveLo, kObserveHi)) {
       LayerQuant& lq = settings->layers[layers[id].name];
@@ -126,12 +127,18 @@ struct Upscaler::Impl {
   ClipReport run(const at::Tensor& lr, int64_t first, int64_t last, detail::StreamData* stream, int depth,
                  const std::function<void(std::size_t, Image&&)>& sink);
 
-  // The frames of a pass as [T,3,H,W] floats on the device: one upload per chunk.
-  at::Tensor upload(const std::vector<Image>& frames) const { return images_to_tensor(frames).to(device); }
+  // The frames of a pass as [T,3,H,W] on the device, one upload per chunk, in the type the
+  // features take there: on a GPU that of the convolutions, so that features stay fp16/bf16
+  // between them (SpyNet's pyramid and flows, the warps' sampling grids and the output samples
+  // stay float).
+  at::Tensor upload(const std::vector<Image>& frames) const {
+    return images_to_tensor(frames).to(device, feature_type);
+  }
 
   BasicVSR net;
   UpscalerOptions options;
   at::Device device = at::kCPU;
+  at::ScalarType feature_type = at::kFloat;
   std::optional<QuantSettings> settings;
   std::optional<QuantPlan> plan;
   std::unique_ptr<Engine> engine;
@@ -373,9 +380,11 @@ ClipReport Upscaler::Impl::run(const at::Tensor& lr, int64_t e0, int64_t e1, det
       propagate(bi, [&](int64_t i, const at::Tensor& out) {
         const std::size_t k = static_cast<std::size_t>(i - e0);
         at::Tensor rows = out.select(0, 0).narrow(1, lo - y_ext, hi - lo);
-        at::Tensor weight = at::ones({hi - lo}, lr.options());
-        if (top) weight = weight - ramp_down(lo, hi - lo, y_top, half, lr.options());
-        if (bottom) weight = weight * ramp_down(lo, hi - lo, y_bot, half, lr.options());
+        // In float whatever the features' type: fp16 cannot count HR rows past 2048.
+        const auto fo = lr.options().dtype(at::kFloat);
+        at::Tensor weight = at::ones({hi - lo}, fo);
+        if (top) weight = weight - ramp_down(lo, hi - lo, y_top, half, fo);
+        if (bottom) weight = weight * ramp_down(lo, hi - lo, y_bot, half, fo);
         at::Tensor contrib = rows * weight.view({1, -1, 1});
         if (top) contrib.narrow(1, 0, 2 * half).add_(pending[k]);
         const int64_t done = bottom ? hi - lo - 2 * half : hi - lo;

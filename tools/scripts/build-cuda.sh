@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build-cuda}
-version=${TORCH_VERSION:-2.15.0}
+version=${TORCH_VERSION:-2.11.0}
 cache=$HOME/.cache/qbasicvsr
 root=$cache/libtorch-cuda-$version
 

@@ -7,11 +7,11 @@
 
 namespace qbasicvsr::cuda {
 
-enum class OutType { Float, Half, BFloat16 };
+enum class Type { Float, Half, BFloat16 };
 
-// y[i] = rint(clamp(x[i] * inv, lo, hi)) * scale for i < n, stored as `type`. Device pointers;
-// returns nullptr or the launch error.
-const char* fake_quant(const float* x, void* y, OutType type, int64_t n, float inv, float scale, float lo,
-                       float hi);
+// y[i] = rint(clamp(x[i] * inv, lo, hi)) * scale for i < n, computed in float, x read as
+// `x_type` and y stored as `y_type`. Device pointers; returns nullptr or the launch error.
+const char* fake_quant(const void* x, Type x_type, void* y, Type y_type, int64_t n, float inv, float scale,
+                       float lo, float hi);
 
 }  // namespace qbasicvsr::cuda
