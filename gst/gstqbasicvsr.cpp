@@ -103,6 +103,7 @@ GType float_layers_get_type() {
       {static_cast<int>(qbasicvsr::Compute::Auto), "bf16 where the CPU has AVX-512 BF16, else fp32", "auto"},
       {static_cast<int>(qbasicvsr::Compute::Fp32), "fp32", "fp32"},
       {static_cast<int>(qbasicvsr::Compute::Bf16), "bfloat16 inputs and weights, f32 accumulation", "bf16"},
+      {static_cast<int>(qbasicvsr::Compute::Fp16), "float16 (device cuda only)", "fp16"},
       {0, nullptr, nullptr}};
   if (g_once_init_enter(&type))
     g_once_init_leave(&type, g_enum_register_static("GstQbasicvsrFloatLayers", values));
@@ -395,7 +396,7 @@ gboolean start(GstBaseTransform* trans) {
     qbasicvsr::UpscalerOptions o;
     switch (s.precision) {
       case PRECISION_AUTO:
-        o.precision = qbasicvsr::default_precision(model);
+        o.precision = qbasicvsr::default_precision(model, s.device);
         break;
       case PRECISION_FP32:
         o.precision = qbasicvsr::Precision::FP32;
@@ -758,7 +759,8 @@ static void gst_qbasicvsr_class_init(GstQbasicvsrClass* klass) {
       g_param_spec_enum(
           "float-layers", "Float layers",
           "Arithmetic of the layers int8 execution leaves in float (SPyNet and conv_last in the "
-          "partial scope); fp32 and fake precision always compute in fp32",
+          "partial scope); fp32 and fake precision compute in fp32 on the CPU. On device cuda: "
+          "every convolution's arithmetic (auto: fp16)",
           float_layers_get_type(), static_cast<int>(kDefaults.float_layers), kReadyFlags));
 
   gst_element_class_set_static_metadata(

@@ -21,8 +21,9 @@ Precision parse_precision(const std::string& name) {
   throw Error("unknown precision \"" + name + "\" (expected fp32, fake or int8)");
 }
 
-Precision default_precision(const Model& model) {
-  return model.quantization ? Precision::Int8 : Precision::FP32;
+Precision default_precision(const Model& model, const std::string& device) {
+  if (!model.quantization) return Precision::FP32;
+  return device == "cuda" ? Precision::Fake : Precision::Int8;
 }
 
 const char* precision_name(Precision p) {

@@ -105,6 +105,10 @@ TEST(Device, Fp16AndGpuOnlySettingsAreErrorsWhereTheyCannotRun) {
   c.compute = Compute::Fp16;
   EXPECT_THROW(c.validate(), Error);
   EXPECT_EQ(parse_compute("fp16"), Compute::Fp16);
+  // A quantized model runs simulated on the GPU, which has no int8 path.
+  EXPECT_EQ(default_precision(quantized_model(), "cuda"), Precision::Fake);
+  EXPECT_EQ(default_precision(quantized_model(), "cpu"), Precision::Int8);
+  EXPECT_EQ(default_precision(random_model(test::tiny_arch(), 1), "cuda"), Precision::FP32);
   EXPECT_STREQ(compute_name(Compute::Fp16), "fp16");
   if (!gpu()) {
     o.float_layers = Compute::Fp32;

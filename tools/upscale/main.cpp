@@ -18,7 +18,7 @@ namespace {
 constexpr const char* kUsage =
     "Usage: qbasicvsr-upscale [-m MODEL] [-p fp32|fake|int8] [--bits B] [--scope partial|full]\n"
     "                         [--no-adapt] [--float-layers M] [--chunk N] [--overlap K] [--threads N]\n"
-    "                         [--device cpu]\n"
+    "                         [--device cpu|cuda]\n"
     "                         [--tile-size R] [--tile-overlap R] [--max-memory MB] [--resume]\n"
     "                         [--keep-going] [--lossless] [--segment K/N [--warmup W]] [--json]\n"
     "                         INPUT OUTPUT\n"
@@ -51,11 +51,13 @@ constexpr const char* kUsage =
     "  --no-adapt        no FG-VBA bit offset from each chunk's complexity\n"
     "  --float-layers M  arithmetic of the layers int8 leaves in float (SPyNet, conv_last in the\n"
     "                    partial scope): fp32, bf16 or auto (bf16 where the CPU has AVX-512 BF16);\n"
-    "                    default fp32\n"
+    "                    default fp32. On --device cuda: every convolution's arithmetic, fp32\n"
+    "                    (IEEE), fp16, bf16 or auto (fp16)\n"
     "  --chunk N         frames per chunk (default 10)\n"
     "  --overlap K       lookahead frames of the backward propagation (default 8)\n"
     "  --threads N       compute threads (default: one per core)\n"
-    "  --device D        cpu\n"
+    "  --device D        cpu, or cuda in a CUDA build (tools/scripts/build-cuda.sh): precision fp32\n"
+    "                    or fake\n"
     "  --tile-size R     input rows per spatial tile; 0: from --max-memory (default)\n"
     "  --tile-overlap R  rows of context around each tile (default 16)\n"
     "  --max-memory MB   memory budget that picks the tile size (default 4096; 0: no tiling)\n"
@@ -186,7 +188,7 @@ int main(int argc, char** argv) {
     job.model_path = resolve_model(args.get("--model"));
     // Loaded here for an early, clear error; the element loads its own copy.
     const Model model = load_model(job.model_path);
-    job.options = cli::upscaler_options(args, default_precision(model));
+    job.options = cli::upscaler_options(args, default_precision(model, args.get("--device", "cpu")));
     job.options.tile_rows = static_cast<int>(args.get_int("--tile-size", job.options.tile_rows, 0, 16384));
     job.options.tile_overlap =
         static_cast<int>(args.get_int("--tile-overlap", job.options.tile_overlap, 0, 1024));

@@ -22,8 +22,9 @@ enum class Precision { FP32, Fake, Int8 };
 // Parses "fp32", "fake", "int8"; throws Error otherwise.
 Precision parse_precision(const std::string& name);
 const char* precision_name(Precision p);
-// What a model runs at unless told otherwise: int8 for a quantized model, else fp32.
-Precision default_precision(const Model& model);
+// What a model runs at unless told otherwise: int8 for a quantized model (fake on device cuda,
+// which has no int8 path), else fp32.
+Precision default_precision(const Model& model, const std::string& device = "cpu");
 
 struct UpscalerOptions {
   Precision precision = Precision::FP32;
