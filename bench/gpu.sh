@@ -8,11 +8,12 @@
 #                                    (default .gpu) what runs there: qbasicvsr-bench, test_device,
 #                                    the libraries they need beside PyTorch's, the sample clip as
 #                                    raw frames.
-#   bench/gpu.sh run [DIR] [OUT]     on the GPU machine (python3 there holds a CUDA PyTorch of
+#   bench/gpu.sh run [DIR] [OUT] [--quick]  on the GPU machine (python3 there holds a CUDA PyTorch of
 #                                    that version; its torch/lib is the LibTorch the bundle uses):
 #                                    the device tests, GPU against CPU on a real clip for every
 #                                    precision, ms/frame and peak GPU memory at 180x320 x 30 frames;
 #                                    a table on stdout and OUT/gpu.json (default OUT: ./gpu-out).
+#                                    --quick: the device tests and the default model's agreement.
 #   bench/gpu.sh dry-run [BUILD] [OUT]  here, without a GPU: the same run with the CPU build (default
 #                                    build/), every GPU row skipped: the CPU halves of the checks,
 #                                    the argument handling and the JSON.
@@ -71,7 +72,7 @@ EOF
 run)
   dir=$(realpath "${1:-$root/.gpu}")
   out=$(realpath -m "${2:-gpu-out}")
-  exec python3 "$here/gpu_run.py" --bundle "$dir" --out "$out" --root "$root"
+  exec python3 "$here/gpu_run.py" --bundle "$dir" --out "$out" --root "$root" "${@:3}"
   ;;
 dry-run)
   build=$(realpath "${1:-$root/build}")

@@ -104,6 +104,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--root", required=True)
     ap.add_argument("--dry-run", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="the device tests and the default model's agreement only")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     os.chdir(a.root)
@@ -132,7 +133,7 @@ def main():
     common = ["--size", f"{h}x{w}", "--frames", str(CLIP_FRAMES), "--input", r.clip, "--runs", "1",
               "--no-adapt"]
     agreement = []
-    for name, fp_args, q_args in MODELS:
+    for name, fp_args, q_args in MODELS[:1] if a.quick else MODELS:
         refs = {}
         for prec, args in (("fp32", fp_args), ("fake", q_args)):
             path = os.path.join(a.out, f"cpu-{len(agreement)}-{prec}.rgb")
@@ -164,6 +165,8 @@ def main():
 
     # 3. Speed: random frames, T = 30, after a warm-up pass; the GPU rows and one CPU row each.
     speed = []
+    if a.quick:
+        return finish(a, report, agreement, speed, t_start)
     sc = ["--size", f"{h}x{w}", "--frames", str(SPEED_FRAMES), "--runs", "3"]
     for name, fp_args, q_args in MODELS:
         for label, fake, math in GPU_PATHS:
@@ -201,6 +204,10 @@ def main():
                       "threads": res.get("threads"), "error": res.get("error")})
         log(f"speed {name:22s} {'fp32 on the CPU (' + str(res.get('threads')) + ' threads)':40s} "
             f"{res.get('ms_per_frame') or 0:8.1f} ms/frame")
+    return finish(a, report, agreement, speed, t_start)
+
+
+def finish(a, report, agreement, speed, t_start):
     report["speed"] = speed
     report["wall_s"] = round(time.time() - t_start, 1)
     with open(os.path.join(a.out, "gpu.json"), "w") as f:

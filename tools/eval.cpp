@@ -101,7 +101,8 @@ int main(int argc, char** argv) {
     if (!bicubic) {
       model_path = resolve_model(args.get("--model"));
       const Model model = load_model(model_path);
-      upscaler = std::make_unique<Upscaler>(model, cli::upscaler_options(args, default_precision(model, args.get("--device", "cpu"))));
+      upscaler = std::make_unique<Upscaler>(
+          model, cli::upscaler_options(args, default_precision(model, args.get("--device", "cpu"))));
     }
     std::vector<Score> scores;
     for (const auto& dir : clips) {

@@ -406,8 +406,10 @@ def calibrate_cases(tmp, shipped):
     write_png(os.path.join(short, "a.png"), 20, 16)
     expect_error("calibrate: one-frame clip", [TOOLS["calibrate"], "-m", shipped, "--clips", short, "--bits", "6",
                                                "-o", os.path.join(tmp, "x.safetensors")], "at least 2 frames")
-    expect_error("calibrate: bad --compute", base + ["--compute", "fp16", "-o", os.path.join(tmp, "x.safetensors")],
+    expect_error("calibrate: bad --compute", base + ["--compute", "int4", "-o", os.path.join(tmp, "x.safetensors")],
                  "unknown compute")
+    expect_error("calibrate: --compute fp16 (GPU inference only)",
+                 base + ["--compute", "fp16", "-o", os.path.join(tmp, "x.safetensors")], "--compute must be auto, fp32 or bf16")
     r = run(base + ["--iters", "2", "--compute", "fp32", "-o", os.path.join(tmp, "q6.safetensors")], timeout=300)
     case("calibrate: --compute fp32 runs", r.returncode == 0, r.stderr)
     expect_error("calibrate: no output", [TOOLS["calibrate"], "-m", shipped, "--clips", clip, "--bits", "6"],

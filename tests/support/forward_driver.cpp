@@ -2,7 +2,7 @@
 //   forward_driver MODEL IN.npy OUT.npy [FLOWS_FWD.npy FLOWS_BWD.npy]
 #include <cstdio>
 
-#include "basicvsr.h"
+#include "net/basicvsr.h"
 #include "npy.h"
 #include "qbasicvsr/runtime.h"
 

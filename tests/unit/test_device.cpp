@@ -5,12 +5,12 @@
 
 #include <cmath>
 
-#include "engine.h"
+#include "net/engine.h"
 #include "qbasicvsr/calibration.h"
 #include "qbasicvsr/error.h"
 #include "qbasicvsr/runtime.h"
 #include "qbasicvsr/upscaler.h"
-#include "quantizer.h"
+#include "quant/quantizer.h"
 #include "test_util.h"
 
 using namespace qbasicvsr;

@@ -1,14 +1,15 @@
 // SPyNet, warping and the BasicVSR network on analytically known cases.
 #include <gtest/gtest.h>
 
-#include "basicvsr.h"
+#include "net/basicvsr.h"
+#include "net/spynet.h"
 #include "qbasicvsr/error.h"
 #include "qbasicvsr/runtime.h"
 #include "qbasicvsr/training.h"
 #include "qbasicvsr/upscaler.h"
-#include "spynet.h"
+#include "runtime/tiling.h"
 #include "test_util.h"
-#include "training_internal.h"
+#include "train/training_internal.h"
 
 using namespace qbasicvsr;
 using test::error_of;
@@ -138,12 +139,12 @@ TEST(Upscaler, UnsupportedSettingsAreErrors) {
   UpscalerOptions gpu;
   gpu.device = "cuda";
   if (!at::hasCUDA()) try {
-    Upscaler(random_model(test::tiny_arch(), 1), gpu);
-    ADD_FAILURE() << "cuda accepted by a build that cannot run it";
-  } catch (const Error& e) {
-    // What is missing is named: CUDA in the build, or a GPU.
-    EXPECT_NE(std::string(e.what()).find("device cuda: this "), std::string::npos) << e.what();
-  }
+      Upscaler(random_model(test::tiny_arch(), 1), gpu);
+      ADD_FAILURE() << "cuda accepted by a build that cannot run it";
+    } catch (const Error& e) {
+      // What is missing is named: CUDA in the build, or a GPU.
+      EXPECT_NE(std::string(e.what()).find("device cuda: this "), std::string::npos) << e.what();
+    }
   gpu.device = "tpu";
   EXPECT_THROW(Upscaler(random_model(test::tiny_arch(), 1), gpu), Error);
   EXPECT_THROW(parse_precision("int4"), Error);
@@ -257,4 +258,41 @@ TEST_F(NetworkTest, Bf16TrainingConvolutionsStayCloseToFp32) {
   const float residual = max_abs(a - at::upsample_bilinear2d(lr[0], {40, 48}, false).unsqueeze(0));
   EXPECT_GT(max_abs(a - b), 0.0f) << "bf16 really ran";
   EXPECT_LT(max_abs(a - b), 0.02f * residual + 1e-4f);
+}
+
+TEST(Tiling, BandsPartitionTheRowsAndAShortRemainderJoinsTheLastBand) {
+  // 50 rows in cores of 16 with 4 rows of context: 0-16, 16-32, 32-50 (a 2-row remainder < 4
+  // joins the last band).
+  const auto bands = make_bands(50, 16, 4);
+  ASSERT_EQ(bands.size(), 3u);
+  EXPECT_EQ(bands[0].core0, 0);
+  EXPECT_EQ(bands[0].core1, 16);
+  EXPECT_EQ(bands[0].ext0, 0);  // clipped at the frame
+  EXPECT_EQ(bands[0].ext1, 20);
+  EXPECT_EQ(bands[1].core0, 16);
+  EXPECT_EQ(bands[1].ext0, 12);
+  EXPECT_EQ(bands[1].ext1, 36);
+  EXPECT_EQ(bands[2].core0, 32);
+  EXPECT_EQ(bands[2].core1, 50);
+  EXPECT_EQ(bands[2].ext1, 50);
+  // A remainder of at least the overlap is a band of its own.
+  EXPECT_EQ(make_bands(52, 16, 4).size(), 4u);
+  EXPECT_EQ(make_bands(10, 16, 4).size(), 1u);
+}
+
+TEST(Tiling, RampAndWeightsByHand) {
+  const auto o = at::TensorOptions().dtype(at::kFloat);
+  // Boundary at row 8, half 2: rows 6..9 centred at 6.5..9.5 -> (10 - y) / 4.
+  const at::Tensor r = ramp_down(5, 6, 8, 2, o);
+  const std::vector<float> want = {1.0f, 0.875f, 0.625f, 0.375f, 0.125f, 0.0f};
+  for (int i = 0; i < 6; ++i) EXPECT_FLOAT_EQ(r[i].item<float>(), want[i]) << i;
+  // half 0: a step at the boundary.
+  const at::Tensor step = ramp_down(6, 4, 8, 0, o);
+  EXPECT_TRUE(at::equal(step, at::tensor({1.0f, 1.0f, 0.0f, 0.0f})));
+  // Across a boundary the upper band's and the lower band's weights sum to 1, past 2048 rows too.
+  const at::Tensor above = band_weights(3000, 8, -1, 3004, 3, at::kCPU);
+  const at::Tensor below = band_weights(3000, 8, 3004, -1, 3, at::kCPU);
+  EXPECT_TRUE(at::allclose(above + below, at::ones({8})));
+  EXPECT_FLOAT_EQ(above[0].item<float>(), 1.0f);
+  EXPECT_FLOAT_EQ(below[7].item<float>(), 1.0f);
 }

@@ -4,15 +4,16 @@
 
 #include <cmath>
 
-#include "basicvsr.h"
-#include "engine.h"
-#include "fg_vba.h"
-#include "int8_engine.h"
+#include "adapt/fg_vba.h"
+#include "adapt/ts_lba.h"
+#include "net/basicvsr.h"
+#include "net/engine.h"
 #include "qbasicvsr/profile.h"
 #include "qbasicvsr/runtime.h"
-#include "quantizer.h"
+#include "quant/engines.h"
+#include "quant/int8_engine.h"
+#include "quant/quantizer.h"
 #include "test_util.h"
-#include "ts_lba.h"
 
 using namespace qbasicvsr;
 

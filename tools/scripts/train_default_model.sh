@@ -52,7 +52,7 @@ for stage in "${stages[@]}"; do
         for b in 6 4; do
           s=partial
           [ $scope = fq ] && s=full
-          "$calibrate" -m "$work/fp32.safetensors" "${clips[@]}" --degrade BI --bits $b --scope $s --iters 150 \
+          "$calibrate" -m "$work/fp32.safetensors" "${clips[@]}" --degradation BI --bits $b --scope $s --iters 150 \
             --batch 2 --crop 64 --frames 7 --threads 2 --seed 1 -o "$work/$scope-w${b}a${b}.safetensors" \
             --report "$work/$scope-w${b}a${b}.json" --plot "$work/$scope-w${b}a${b}.svg" 2>&1 |
             tee "$work/$scope-w${b}a${b}.log"
@@ -64,7 +64,7 @@ for stage in "${stages[@]}"; do
       # curve the adaptive rows are compared with at their mean bit-width.
       for v in ptq:"" ptq-uniform:--no-ts-lba; do
         name=pq-w6a6-${v%%:*}
-        [ -f "$work/$name.safetensors" ] || "$calibrate" -m "$work/fp32.safetensors" "${clips[@]}" --degrade BI \
+        [ -f "$work/$name.safetensors" ] || "$calibrate" -m "$work/fp32.safetensors" "${clips[@]}" --degradation BI \
           --bits 6 --iters 0 --crop 64 --frames 7 --threads 2 --seed 1 ${v#*:} -o "$work/$name.safetensors" \
           --report "$work/$name.json" 2>&1 | tee "$work/$name.log"
         "$evaluate" -m "$work/$name.safetensors" "${ev[@]}" --json >"$work/$name.eval.json"

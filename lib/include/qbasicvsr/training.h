@@ -1,4 +1,4 @@
-// Full-precision training of BasicVSR from ground-truth clips (issue 6): our own SPyNet,
+// Full-precision training of BasicVSR from ground-truth clips: our own SPyNet,
 // pretrained on synthetic motion with known flow, then the whole network on LR/HR pairs made by
 // the BI or BD degradation. No LibTorch types here.
 #pragma once

@@ -5,7 +5,7 @@
 
 #include <memory>
 
-#include "engine.h"
+#include "quant/engines.h"
 
 namespace qbasicvsr {
 

@@ -11,15 +11,15 @@
 #include <random>
 #include <sstream>
 
-#include "adam.h"
-#include "basicvsr.h"
-#include "engine.h"
-#include "fg_vba.h"
+#include "adapt/fg_vba.h"
+#include "adapt/ts_lba.h"
+#include "net/basicvsr.h"
+#include "net/tensor_image.h"
 #include "qbasicvsr/error.h"
 #include "qbasicvsr/runtime.h"
-#include "quantizer.h"
-#include "tensor_image.h"
-#include "ts_lba.h"
+#include "quant/engines.h"
+#include "quant/quantizer.h"
+#include "train/adam.h"
 
 namespace qbasicvsr {
 

@@ -7,9 +7,9 @@
 #include <utility>
 #include <vector>
 
-#include "engine.h"
+#include "net/engine.h"
+#include "net/spynet.h"
 #include "qbasicvsr/model_file.h"
-#include "spynet.h"
 
 namespace qbasicvsr {
 

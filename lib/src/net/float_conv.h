@@ -10,7 +10,7 @@
 
 #include <memory>
 
-#include "spynet.h"
+#include "net/conv.h"
 
 namespace qbasicvsr {
 

@@ -1,4 +1,4 @@
-#include "ts_lba.h"
+#include "adapt/ts_lba.h"
 
 #include <cmath>
 

@@ -1,4 +1,4 @@
-#include "float_conv.h"
+#include "net/float_conv.h"
 
 #include <ATen/core/grad_mode.h>
 
@@ -6,7 +6,7 @@
 #include <tuple>
 #include <unordered_map>
 
-#include "dnnl_ops.h"
+#include "net/dnnl_ops.h"
 #include "qbasicvsr/error.h"
 
 namespace qbasicvsr {

@@ -7,7 +7,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include "cuda_ops.h"
+#include "quant/cuda/cuda_ops.h"
 
 namespace qbasicvsr::cuda {
 

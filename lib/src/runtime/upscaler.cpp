@@ -4,13 +4,15 @@
 #include <cmath>
 #include <tuple>
 
-#include "basicvsr.h"
-#include "fg_vba.h"
-#include "int8_engine.h"
+#include "adapt/fg_vba.h"
+#include "net/basicvsr.h"
+#include "net/tensor_image.h"
 #include "qbasicvsr/error.h"
 #include "qbasicvsr/profile.h"
 #include "qbasicvsr/runtime.h"
-#include "tensor_image.h"
+#include "quant/engines.h"
+#include "quant/int8_engine.h"
+#include "runtime/tiling.h"
 
 namespace qbasicvsr {
 
@@ -190,34 +192,6 @@ constexpr double kFixedBytes = 700.0 * (1 << 20);
 // Smallest band of LR rows worth running.
 constexpr int64_t kMinTileRows = 16;
 
-// Bands of full-width LR rows: `core` rows each partition the frame; each band runs with
-// `overlap` extra rows of context on both sides.
-struct Band {
-  int64_t core0, core1, ext0, ext1;
-  at::Tensor rows(const at::Tensor& x) const { return x.narrow(2, ext0, ext1 - ext0); }
-};
-
-// A remainder shorter than the overlap joins the last band, so that every blend zone (the middle
-// half of an overlap) lies inside both bands it joins. Needs overlap <= core.
-std::vector<Band> make_bands(int64_t h, int64_t core, int64_t overlap) {
-  std::vector<Band> bands;
-  for (int64_t r0 = 0; r0 < h;) {
-    int64_t r1 = std::min(h, r0 + core);
-    if (h - r1 < overlap) r1 = h;
-    bands.push_back({r0, r1, std::max<int64_t>(0, r0 - overlap), std::min(h, r1 + overlap)});
-    r0 = r1;
-  }
-  return bands;
-}
-
-// Weight of the band above a boundary at HR row `boundary` for HR row y: a linear ramp over
-// 2 * half rows centred on the boundary (a step when half is 0). The band below gets 1 - it.
-at::Tensor ramp_down(int64_t y0, int64_t rows, int64_t boundary, int64_t half, const at::TensorOptions& o) {
-  const at::Tensor y = at::arange(y0, y0 + rows, o).add_(0.5);
-  if (half == 0) return (y < static_cast<double>(boundary)).to(o.dtype());
-  return at::clamp((static_cast<double>(boundary + half) - y) / static_cast<double>(2 * half), 0.0, 1.0);
-}
-
 using Flows = std::pair<at::Tensor, at::Tensor>;  // forward, backward: [pairs,2,H,W] each
 
 }  // namespace
@@ -381,11 +355,8 @@ ClipReport Upscaler::Impl::run(const at::Tensor& lr, int64_t e0, int64_t e1, det
       propagate(bi, [&](int64_t i, const at::Tensor& out) {
         const std::size_t k = static_cast<std::size_t>(i - e0);
         at::Tensor rows = out.select(0, 0).narrow(1, lo - y_ext, hi - lo);
-        // In float whatever the features' type: fp16 cannot count HR rows past 2048.
-        const auto fo = lr.options().dtype(at::kFloat);
-        at::Tensor weight = at::ones({hi - lo}, fo);
-        if (top) weight = weight - ramp_down(lo, hi - lo, y_top, half, fo);
-        if (bottom) weight = weight * ramp_down(lo, hi - lo, y_bot, half, fo);
+        const at::Tensor weight =
+            band_weights(lo, hi - lo, top ? y_top : -1, bottom ? y_bot : -1, half, lr.device());
         at::Tensor contrib = rows * weight.view({1, -1, 1});
         if (top) contrib.narrow(1, 0, 2 * half).add_(pending[k]);
         const int64_t done = bottom ? hi - lo - 2 * half : hi - lo;

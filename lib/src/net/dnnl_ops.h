@@ -4,7 +4,7 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
-#include "float_conv.h"
+#include "net/float_conv.h"
 
 namespace qbasicvsr::dnnl_ops {
 

@@ -1,4 +1,4 @@
-#include "int8_engine.h"
+#include "quant/int8_engine.h"
 
 #include <ATen/Parallel.h>
 #include <immintrin.h>
@@ -6,10 +6,10 @@
 #include <algorithm>
 #include <tuple>
 
-#include "dnnl_ops.h"
+#include "net/dnnl_ops.h"
 #include "qbasicvsr/error.h"
 #include "qbasicvsr/profile.h"
-#include "quantizer.h"
+#include "quant/quantizer.h"
 
 namespace qbasicvsr {
 

@@ -10,16 +10,16 @@
 #include <optional>
 #include <random>
 
-#include "adam.h"
-#include "basicvsr.h"
-#include "engine.h"
+#include "net/basicvsr.h"
+#include "net/engine.h"
+#include "net/spynet.h"
+#include "net/tensor_image.h"
 #include "qbasicvsr/degrade.h"
 #include "qbasicvsr/error.h"
 #include "qbasicvsr/metrics.h"
 #include "qbasicvsr/runtime.h"
-#include "spynet.h"
-#include "tensor_image.h"
-#include "training_internal.h"
+#include "train/adam.h"
+#include "train/training_internal.h"
 
 namespace qbasicvsr {
 

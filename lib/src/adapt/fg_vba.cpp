@@ -1,4 +1,4 @@
-#include "fg_vba.h"
+#include "adapt/fg_vba.h"
 
 #include <numeric>
 

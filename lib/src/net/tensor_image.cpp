@@ -1,4 +1,4 @@
-#include "tensor_image.h"
+#include "net/tensor_image.h"
 
 #include <cstring>
 

@@ -16,7 +16,7 @@ namespace qbasicvsr {
 at::Tensor fake_quant_act(const at::Tensor& x, const ActGrid& grid);
 
 // The same values as `type` (the input type of the convolution that follows): on a GPU in one
-// fused kernel (CUDA builds, src/cuda/fake_quant.cu), elsewhere through ATen.
+// fused kernel (CUDA builds, src/quant/cuda/fake_quant.cu), elsewhere through ATen.
 at::Tensor fake_quant_act(const at::Tensor& x, const ActGrid& grid, at::ScalarType type);
 
 // Per-output-channel clip values of w [O,I,kh,kw]: `clip` when given, else max |w| per channel.

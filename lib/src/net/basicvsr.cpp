@@ -1,4 +1,4 @@
-#include "basicvsr.h"
+#include "net/basicvsr.h"
 
 #include <c10/core/InferenceMode.h>
 

@@ -1,10 +1,10 @@
-#include "quantizer.h"
+#include "quant/quantizer.h"
 
 #include <optional>
 
 #include "qbasicvsr/error.h"
 #ifdef QBASICVSR_CUDA
-#include "cuda/cuda_ops.h"
+#include "quant/cuda/cuda_ops.h"
 #endif
 
 namespace qbasicvsr {

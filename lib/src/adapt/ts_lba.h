@@ -5,7 +5,7 @@
 #include <map>
 #include <utility>
 
-#include "engine.h"
+#include "net/engine.h"
 
 namespace qbasicvsr {
 
