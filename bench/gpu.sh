@@ -39,6 +39,7 @@ pack)
   mkdir -p "$dir/bin" "$dir/lib" "$dir/libs"
   cp "$build/bench/qbasicvsr-bench" "$build/tests/test_device" "$dir/bin/"
   cp "$build/lib/libqbasicvsr.so.0.1.0" "$dir/lib/libqbasicvsr.so.0"
+  cp "$build/lib/libqbasicvsr_train.so.0.1.0" "$dir/lib/libqbasicvsr_train.so.0"  # the tests link it
   strip --strip-unneeded "$dir/bin/"* "$dir/lib/"*
   # The Debian libraries beside LibTorch's, compressed (oneDNN alone is 40 MB).
   for l in libdnnl.so.2 libOpenCL.so.1 libgomp.so.1 libzip.so.4 libbz2.so.1.0 libcrypto.so.3 libz.so.1; do
@@ -49,7 +50,7 @@ pack)
   # OpenCV stubs: the library links OpenCV for its image codecs, which nothing run there calls.
   # Each OpenCV symbol the bundle needs becomes a C function of that (mangled) name that aborts.
   for lib in core imgcodecs; do
-    nm -D --undefined-only "$dir/lib/libqbasicvsr.so.0" "$dir/bin/"* | awk '/ U _ZN?K?2cv/ { print $2 }' |
+    nm -D --undefined-only "$dir/lib/"libqbasicvsr*.so.0 "$dir/bin/"* | awk '/ U _ZN?K?2cv/ { print $2 }' |
       sort -u | if [ $lib = core ]; then grep '2cv3Mat'; else grep -v '2cv3Mat'; fi |
       sed 's/.*/void &(void) { fputs("OpenCV is not in this bundle (bench\/gpu.sh)\\n", stderr); abort(); }/' |
       { echo '#include <stdio.h>'; echo '#include <stdlib.h>'; cat; } >"$dir/stub.c"
