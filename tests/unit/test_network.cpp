@@ -296,3 +296,38 @@ TEST(Tiling, RampAndWeightsByHand) {
   EXPECT_FLOAT_EQ(above[0].item<float>(), 1.0f);
   EXPECT_FLOAT_EQ(below[7].item<float>(), 1.0f);
 }
+
+TEST(LayerTable, EverythingDerivesFromOneTable) {
+  Architecture arch;
+  arch.channels = 8;
+  arch.blocks = 3;
+  arch.hr_channels = 12;
+  const auto table = network_layers(arch);
+  const LayerIds ids = layer_ids(arch);
+  ASSERT_EQ(static_cast<int>(table.size()), ids.count);
+  EXPECT_EQ(ids.spynet_count, 30);
+  EXPECT_EQ(table.at(ids.spynet).name, "spynet.basic_module.0.basic_module.0");
+  EXPECT_EQ(table.at(ids.backward_trunk).name, "backward_trunk.main.0");
+  EXPECT_EQ(table.at(ids.backward_trunk + 2 + 2 * 2).name, "backward_trunk.main.2.2.conv2");
+  EXPECT_EQ(table.at(ids.forward_trunk).name, "forward_trunk.main.0");
+  EXPECT_EQ(table.at(ids.fusion).name, "fusion");
+  EXPECT_EQ(table.back().name, "conv_last");
+  EXPECT_EQ(table.at(ids.forward_trunk).frame_channels, kFrameChannels);
+  // The model file's tensors, the quantization layers and the network's convolutions follow it.
+  const auto tensors = expected_tensors(arch);
+  const auto quant = conv_layers(arch);
+  ASSERT_EQ(tensors.size(), 2 * table.size());
+  ASSERT_EQ(quant.size(), table.size());
+  BasicVSR net(random_model(arch, 1));
+  const auto convs = net.layers();
+  ASSERT_EQ(convs.size(), table.size());
+  for (std::size_t i = 0; i < table.size(); ++i) {
+    const ConvLayer& l = table[i];
+    EXPECT_EQ(tensors[2 * i].name, l.name + ".weight");
+    EXPECT_EQ(tensors[2 * i].shape, (std::vector<int64_t>{l.out_channels, l.in_channels, l.kernel, l.kernel}));
+    EXPECT_EQ(quant[i].name, l.name);
+    EXPECT_EQ(quant[i].out_channels, l.out_channels);
+    EXPECT_EQ(quant[i].spynet, l.part == LayerPart::SpyNet);
+    EXPECT_EQ(convs[i]->weight.sizes().vec(), tensors[2 * i].shape) << l.name;
+  }
+}

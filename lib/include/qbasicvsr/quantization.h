@@ -124,8 +124,6 @@ struct LayerInfo {
   // sensitivity figures in docs/CALIBRATION.md).
   int frame_channels = 0;
 };
-// The LR frame's channels (RGB) at the head of a trunk's input.
-constexpr int kFrameChannels = 3;
 std::vector<LayerInfo> conv_layers(const Architecture& arch);
 // Whether a layer is quantized in a scope: partial leaves SPyNet and conv_last in float.
 bool quantized_in(const LayerInfo& layer, Scope scope);

@@ -11,12 +11,8 @@ namespace {
 constexpr int kMaxChannels = 1024;
 constexpr int kMaxBlocks = 200;
 // SPyNet basic module: five 7x7 convolutions 8->32->64->32->16->2.
-constexpr int kSpyChannels[6] = {8, 32, 64, 32, 16, 2};
-
-void add_conv(std::vector<TensorSpec>& v, const std::string& name, int64_t out, int64_t in, int64_t k) {
-  v.push_back({name + ".weight", {out, in, k, k}});
-  v.push_back({name + ".bias", {out}});
-}
+constexpr int kSpyConvs = 5;
+constexpr int kSpyChannels[kSpyConvs + 1] = {8, 32, 64, 32, 16, 2};
 
 }  // namespace
 
@@ -88,29 +84,46 @@ bool Architecture::operator==(const Architecture& o) const {
          spynet_levels == o.spynet_levels && base_upsample == o.base_upsample;
 }
 
+std::vector<ConvLayer> network_layers(const Architecture& arch) {
+  std::vector<ConvLayer> v;
+  for (int level = 0; level < arch.spynet_levels; ++level)
+    for (int k = 0; k < kSpyConvs; ++k)
+      v.push_back({"spynet.basic_module." + std::to_string(level) + ".basic_module." + std::to_string(2 * k),
+                   kSpyChannels[k], kSpyChannels[k + 1], 7, LayerPart::SpyNet});
+  const int c = arch.channels;
+  for (const LayerPart part : {LayerPart::BackwardTrunk, LayerPart::ForwardTrunk}) {
+    const std::string b = part == LayerPart::BackwardTrunk ? "backward_trunk" : "forward_trunk";
+    v.push_back({b + ".main.0", c + kFrameChannels, c, 3, part, kFrameChannels});
+    for (int i = 0; i < arch.blocks; ++i) {
+      v.push_back({b + ".main.2." + std::to_string(i) + ".conv1", c, c, 3, part});
+      v.push_back({b + ".main.2." + std::to_string(i) + ".conv2", c, c, 3, part});
+    }
+  }
+  const int h = arch.hr_channels;
+  v.push_back({"fusion", 2 * c, c, 1, LayerPart::Reconstruction});
+  v.push_back({"upconv1", c, 4 * c, 3, LayerPart::Reconstruction});
+  v.push_back({"upconv2", c, 4 * h, 3, LayerPart::Reconstruction});
+  v.push_back({"conv_hr", h, h, 3, LayerPart::Reconstruction});
+  v.push_back({"conv_last", h, 3, 3, LayerPart::Reconstruction});
+  return v;
+}
+
+LayerIds layer_ids(const Architecture& arch) {
+  LayerIds ids;
+  ids.spynet_count = arch.spynet_levels * kSpyConvs;
+  ids.backward_trunk = ids.spynet + ids.spynet_count;
+  ids.forward_trunk = ids.backward_trunk + 1 + 2 * arch.blocks;
+  ids.fusion = ids.forward_trunk + 1 + 2 * arch.blocks;
+  ids.count = ids.fusion + 5;
+  return ids;
+}
+
 std::vector<TensorSpec> expected_tensors(const Architecture& arch) {
   std::vector<TensorSpec> v;
-  for (int level = 0; level < arch.spynet_levels; ++level) {
-    for (int k = 0; k < 5; ++k) {
-      add_conv(v, "spynet.basic_module." + std::to_string(level) + ".basic_module." + std::to_string(2 * k),
-               kSpyChannels[k + 1], kSpyChannels[k], 7);
-    }
+  for (const ConvLayer& l : network_layers(arch)) {
+    v.push_back({l.name + ".weight", {l.out_channels, l.in_channels, l.kernel, l.kernel}});
+    v.push_back({l.name + ".bias", {l.out_channels}});
   }
-  const int64_t c = arch.channels;
-  for (const char* branch : {"backward_trunk", "forward_trunk"}) {
-    const std::string b = branch;
-    add_conv(v, b + ".main.0", c, c + 3, 3);
-    for (int i = 0; i < arch.blocks; ++i) {
-      add_conv(v, b + ".main.2." + std::to_string(i) + ".conv1", c, c, 3);
-      add_conv(v, b + ".main.2." + std::to_string(i) + ".conv2", c, c, 3);
-    }
-  }
-  const int64_t h = arch.hr_channels;
-  add_conv(v, "fusion", c, 2 * c, 1);
-  add_conv(v, "upconv1", 4 * c, c, 3);
-  add_conv(v, "upconv2", 4 * h, c, 3);
-  add_conv(v, "conv_hr", h, h, 3);
-  add_conv(v, "conv_last", 3, h, 3);
   return v;
 }
 

@@ -154,26 +154,10 @@ std::vector<int> allocate_bits(const std::vector<LayerError>& errors, double tar
 }
 
 std::vector<LayerInfo> conv_layers(const Architecture& arch) {
-  // SPyNet basic module output channels: 32, 64, 32, 16, 2.
-  static constexpr int kSpyOut[5] = {32, 64, 32, 16, 2};
   std::vector<LayerInfo> v;
-  for (int level = 0; level < arch.spynet_levels; ++level)
-    for (int k = 0; k < 5; ++k)
-      v.push_back({"spynet.basic_module." + std::to_string(level) + ".basic_module." + std::to_string(2 * k),
-                   kSpyOut[k], true, false});
-  for (const char* branch : {"backward_trunk", "forward_trunk"}) {
-    const std::string b = branch;
-    v.push_back({b + ".main.0", arch.channels, false, false, kFrameChannels});
-    for (int i = 0; i < arch.blocks; ++i) {
-      v.push_back({b + ".main.2." + std::to_string(i) + ".conv1", arch.channels, false, false});
-      v.push_back({b + ".main.2." + std::to_string(i) + ".conv2", arch.channels, false, false});
-    }
-  }
-  v.push_back({"fusion", arch.channels, false, false});
-  v.push_back({"upconv1", 4 * arch.channels, false, false});
-  v.push_back({"upconv2", 4 * arch.hr_channels, false, false});
-  v.push_back({"conv_hr", arch.hr_channels, false, false});
-  v.push_back({"conv_last", 3, false, true});
+  for (const ConvLayer& l : network_layers(arch))
+    v.push_back(
+        {l.name, l.out_channels, l.part == LayerPart::SpyNet, l.name == "conv_last", l.frame_channels});
   return v;
 }
 

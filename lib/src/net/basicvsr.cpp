@@ -11,8 +11,6 @@ namespace qbasicvsr {
 
 namespace {
 
-// Conv layers of SPyNet (6 levels x 5), which come first in conv_layers().
-constexpr int kSpyNetLayers = 30;
 // Frame pairs per SPyNet batch: enough to fill the cores, few enough to bound memory.
 constexpr int64_t kFlowBatch = 4;
 // Reconstruction runs in bands of at most this many LR rows: convolutions over smaller
@@ -33,29 +31,33 @@ at::Tensor warp(const at::Tensor& feat, const at::Tensor& flow) {
 
 }  // namespace
 
-BasicVSR::Trunk BasicVSR::make_trunk(const Model& model, const std::string& name, int first_id) {
+BasicVSR::Trunk BasicVSR::make_trunk(const Model& model, int first_id) {
+  const auto table = network_layers(model.arch);
+  auto conv = [&](int id) { return Conv::from_weights(model.weights, table.at(id).name); };
   Trunk t;
   t.first_id = first_id;
-  t.input = Conv::from_weights(model.weights, name + ".main.0");
-  for (int i = 0; i < model.arch.blocks; ++i) {
-    const std::string b = name + ".main.2." + std::to_string(i);
-    t.blocks.emplace_back(Conv::from_weights(model.weights, b + ".conv1"),
-                          Conv::from_weights(model.weights, b + ".conv2"));
-  }
+  t.input = conv(first_id);
+  for (int i = 0; i < model.arch.blocks; ++i)
+    t.blocks.emplace_back(conv(first_id + 1 + 2 * i), conv(first_id + 2 + 2 * i));
   return t;
+}
+
+Conv BasicVSR::reconstruction_conv(const Model& model, int k) {
+  return Conv::from_weights(model.weights,
+                            network_layers(model.arch).at(layer_ids(model.arch).fusion + k).name);
 }
 
 BasicVSR::BasicVSR(const Model& model)
     : arch_(model.arch),
       spynet_(model.weights),
-      backward_(make_trunk(model, "backward_trunk", kSpyNetLayers)),
-      forward_(make_trunk(model, "forward_trunk", kSpyNetLayers + 1 + 2 * model.arch.blocks)),
-      fusion_id_(kSpyNetLayers + 2 * (1 + 2 * model.arch.blocks)),
-      fusion_(Conv::from_weights(model.weights, "fusion")),
-      upconv1_(Conv::from_weights(model.weights, "upconv1")),
-      upconv2_(Conv::from_weights(model.weights, "upconv2")),
-      conv_hr_(Conv::from_weights(model.weights, "conv_hr")),
-      conv_last_(Conv::from_weights(model.weights, "conv_last")) {
+      backward_(make_trunk(model, layer_ids(model.arch).backward_trunk)),
+      forward_(make_trunk(model, layer_ids(model.arch).forward_trunk)),
+      fusion_id_(layer_ids(model.arch).fusion),
+      fusion_(reconstruction_conv(model, 0)),
+      upconv1_(reconstruction_conv(model, 1)),
+      upconv2_(reconstruction_conv(model, 2)),
+      conv_hr_(reconstruction_conv(model, 3)),
+      conv_last_(reconstruction_conv(model, 4)) {
   model.validate();
 }
 

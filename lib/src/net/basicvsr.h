@@ -64,7 +64,10 @@ class BasicVSR {
     std::vector<std::pair<Conv, Conv>> blocks;
     at::Tensor run(const at::Tensor& lr_frame, const at::Tensor& feat, Engine& engine) const;
   };
-  static Trunk make_trunk(const Model& model, const std::string& name, int first_id);
+  // The trunk whose input conv is layer first_id of network_layers().
+  static Trunk make_trunk(const Model& model, int first_id);
+  // Reconstruction conv k (0 fusion, 1 upconv1, 2 upconv2, 3 conv_hr, 4 conv_last).
+  static Conv reconstruction_conv(const Model& model, int k);
   // Fusion to conv_last on a band of feature rows (no base image).
   at::Tensor reconstruct_band(const at::Tensor& backward_feat, const at::Tensor& forward_feat,
                               Engine& engine) const;

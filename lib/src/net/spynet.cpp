@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "net/engine.h"
+#include "qbasicvsr/architecture.h"
 #include "qbasicvsr/error.h"
 
 namespace qbasicvsr {
@@ -22,12 +23,16 @@ at::Tensor resize_bilinear(const at::Tensor& x, int64_t h, int64_t w, bool align
 }  // namespace
 
 SpyNet::SpyNet(const std::map<std::string, HostTensor>& weights) {
-  for (int level = 0; level < kLevels; ++level) {
-    for (int k = 0; k < 5; ++k) {
-      levels_[level].push_back(Conv::from_weights(weights, "spynet.basic_module." + std::to_string(level) +
-                                                               ".basic_module." + std::to_string(2 * k)));
-    }
-  }
+  // Its layers do not depend on the trunks' size: the default architecture's table has them.
+  const Architecture arch;
+  const auto table = network_layers(arch);
+  const LayerIds ids = layer_ids(arch);
+  const int per_level = ids.spynet_count / kLevels;
+  first_id_ = ids.spynet;
+  for (int level = 0; level < kLevels; ++level)
+    for (int k = 0; k < per_level; ++k)
+      levels_[level].push_back(
+          Conv::from_weights(weights, table.at(ids.spynet + level * per_level + k).name));
   mean_ = at::tensor(at::ArrayRef<float>(kMean, 3)).view({1, 3, 1, 1});
   std_ = at::tensor(at::ArrayRef<float>(kStd, 3)).view({1, 3, 1, 1});
 }
@@ -56,7 +61,7 @@ at::Tensor SpyNet::process(const at::Tensor& ref_in, const at::Tensor& supp_in, 
     const int n = static_cast<int>(convs.size());
     Act a(x);
     for (int k = 0; k < n; ++k) {
-      const int id = level * n + k;
+      const int id = first_id_ + level * n + k;
       const bool last = k + 1 == n;
       a = engine.conv(id, convs[k], a, last ? PostOp::None : PostOp::ReLU, last ? -1 : id + 1);
     }

@@ -22,7 +22,8 @@ class SpyNet {
 
   // Flow [N,2,H,W] that warps `supp` onto `ref` (both [N,3,H,W], RGB in [0,1]), in pixels of
   // the input size; any H, W >= 1.
-  // Its convolutions are layers 0..29 (level * 5 + k) of conv_layers(), run by `engine`.
+  // Its convolutions are layers layer_ids().spynet + 5 * level + k of network_layers(), run by
+  // `engine`.
   at::Tensor flow(const at::Tensor& ref, const at::Tensor& supp, Engine& engine) const;
   at::Tensor flow(const at::Tensor& ref, const at::Tensor& supp) const;  // in fp32
   // The pyramid on inputs whose sides are multiples of 32.
@@ -34,6 +35,7 @@ class SpyNet {
 
  private:
   std::array<std::vector<Conv>, kLevels> levels_;
+  int first_id_ = 0;  // layer id of level 0's first conv (layer_ids().spynet)
   at::Tensor mean_, std_;
 };
 

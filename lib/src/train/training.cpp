@@ -30,7 +30,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr double kCharbonnierEps = 1e-3;
 constexpr const char* kStateKey = "training_state";
-constexpr int kSpyNetLayers = 30;
 // Held-out synthetic flow pairs (fixed seed, independent of the training seed).
 constexpr int kSyntheticValPairs = 64;
 constexpr uint64_t kSyntheticValSeed = 0x5eed;
@@ -423,10 +422,12 @@ Model train(const Model& init, const std::vector<GtClip>& clips, const std::vect
   // cached flows come from the network being trained itself.
   BasicVSR net(start_model);
   const auto convs = net.layers();
+  const auto table = network_layers(start_model.arch);
+  auto in_spynet = [&](std::size_t id) { return table.at(id).part == LayerPart::SpyNet; };
   std::vector<at::Tensor> main_params, flow_params;
   for (std::size_t id = 0; id < convs.size(); ++id) {
-    auto& dst = static_cast<int>(id) < kSpyNetLayers ? flow_params : main_params;
-    if (static_cast<int>(id) >= kSpyNetLayers) {
+    auto& dst = in_spynet(id) ? flow_params : main_params;
+    if (!in_spynet(id)) {
       convs[id]->weight.requires_grad_();
       convs[id]->bias.requires_grad_();
     }
@@ -463,7 +464,8 @@ Model train(const Model& init, const std::vector<GtClip>& clips, const std::vect
   for (int it = start; it < o.iters; ++it) {
     const bool frozen = it < freeze;
     if (frozen != flow_frozen || it == start) {
-      for (std::size_t id = 0; id < kSpyNetLayers; ++id) {
+      for (std::size_t id = 0; id < convs.size(); ++id) {
+        if (!in_spynet(id)) continue;
         convs[id]->weight.requires_grad_(!frozen);
         convs[id]->bias.requires_grad_(!frozen);
       }
