@@ -76,11 +76,12 @@ enum ScopeChoice { SCOPE_AUTO, SCOPE_PARTIAL, SCOPE_FULL };
 
 GType precision_get_type() {
   static GType type = 0;
-  static const GEnumValue values[] = {{PRECISION_AUTO, "int8 for a quantized model, else fp32", "auto"},
-                                      {PRECISION_FP32, "Full precision", "fp32"},
-                                      {PRECISION_FAKE, "Simulated quantization in float", "fake"},
-                                      {PRECISION_INT8, "Integer convolutions (oneDNN)", "int8"},
-                                      {0, nullptr, nullptr}};
+  static const GEnumValue values[] = {
+      {PRECISION_AUTO, "int8 for a quantized model (fake on device cuda), else fp32", "auto"},
+      {PRECISION_FP32, "Full precision", "fp32"},
+      {PRECISION_FAKE, "Simulated quantization in float", "fake"},
+      {PRECISION_INT8, "Integer convolutions (oneDNN)", "int8"},
+      {0, nullptr, nullptr}};
   if (g_once_init_enter(&type))
     g_once_init_leave(&type, g_enum_register_static("GstQbasicvsrPrecision", values));
   return type;
@@ -703,9 +704,10 @@ static void gst_qbasicvsr_class_init(GstQbasicvsrClass* klass) {
                           kReadyFlags));
   g_object_class_install_property(
       gobject, PROP_PRECISION,
-      g_param_spec_enum("precision", "Precision",
-                        "Execution precision; auto is int8 for a quantized model, else fp32",
-                        precision_get_type(), PRECISION_AUTO, kReadyFlags));
+      g_param_spec_enum(
+          "precision", "Precision",
+          "Execution precision; auto is int8 for a quantized model (fake on device cuda), else fp32",
+          precision_get_type(), PRECISION_AUTO, kReadyFlags));
   g_object_class_install_property(
       gobject, PROP_CHUNK_SIZE,
       g_param_spec_int("chunk-size", "Chunk size", "Frames output per network pass", 1, 1000, kDefaultChunk,

@@ -35,12 +35,13 @@ constexpr const char* kUsage =
     "  -m, --model M       model file or installed model name (default: the default model)\n"
     "  --bicubic           score MATLAB-style bicubic x4 upscaling instead of a model\n"
     "  --degradation D     BI (default), BD or BD-duf\n"
-    "  -p, --precision P   fp32, fake or int8 (default: int8 for a quantized model, else fp32)\n"
+    "  -p, --precision P   fp32, fake or int8 (default: int8 for a quantized model, fake on cuda, else\n"
+    "                      fp32)\n"
     "  --bits B, --scope S, --no-adapt, --float-layers M   as in qbasicvsr-upscale\n"
     "  --crop N            pixels cropped from every border before scoring (default 0)\n"
     "  --rgb               score RGB instead of Y\n"
     "  --chunk N           frames per network pass (default 0: the whole clip in one pass)\n"
-    "  --overlap K         lookahead frames of the backward propagation per chunk (default 8)\n"
+    "  --overlap K         lookahead frames of the backward propagation per chunk (default {overlap})\n"
     "  --max-frames N      use only the first N frames of each clip\n"
     "  --threads N         compute threads (default: one per core)\n"
     "  --save DIR          write the super-resolved frames to DIR/<clip>/\n"
@@ -62,7 +63,7 @@ nlohmann::json json_number(double v) { return std::isfinite(v) ? nlohmann::json(
 }  // namespace
 
 int main(int argc, char** argv) {
-  cli::Args args("qbasicvsr-eval", kUsage);
+  cli::Args args("qbasicvsr-eval", cli::with_library_defaults(kUsage));
   args.value("-m", "--model");
   args.value("", "--gt");
   args.value("", "--degradation");

@@ -97,7 +97,13 @@ def main():
     try:
         for tool, path in TOOLS.items():
             r = run([path, "--help"])
-            case(f"{tool} --help", r.returncode == 0 and "Usage:" in r.stdout, r.stderr)
+            case(f"{tool} --help", r.returncode == 0 and "Usage:" in r.stdout and "{" not in r.stdout,
+                 r.stderr + r.stdout[:200])
+        # Defaults in --help come from the library's option structs (ChunkerOptions, UpscalerOptions).
+        r = run([TOOLS["upscale"], "--help"])
+        case("upscale --help states the library's defaults",
+             all(s in r.stdout for s in ("frames per chunk (default 10)", "(default 8)", "(default 16)",
+                                         "(default 4096;")), r.stdout)
             expect_error(f"{tool} unknown option", [path, "--frobnicate"], "unknown option")
 
         # A small random model (via the bench's generator is not exposed), so import one.

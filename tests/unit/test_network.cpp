@@ -324,7 +324,8 @@ TEST(LayerTable, EverythingDerivesFromOneTable) {
   for (std::size_t i = 0; i < table.size(); ++i) {
     const ConvLayer& l = table[i];
     EXPECT_EQ(tensors[2 * i].name, l.name + ".weight");
-    EXPECT_EQ(tensors[2 * i].shape, (std::vector<int64_t>{l.out_channels, l.in_channels, l.kernel, l.kernel}));
+    EXPECT_EQ(tensors[2 * i].shape,
+              (std::vector<int64_t>{l.out_channels, l.in_channels, l.kernel, l.kernel}));
     EXPECT_EQ(quant[i].name, l.name);
     EXPECT_EQ(quant[i].out_channels, l.out_channels);
     EXPECT_EQ(quant[i].spynet, l.part == LayerPart::SpyNet);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "common/cli.h"
+#include "qbasicvsr/chunker.h"
 #include "qbasicvsr/image.h"
 #include "qbasicvsr/upscaler.h"
 
@@ -24,6 +25,21 @@ inline std::vector<Image> read_clip(const std::string& dir, std::vector<std::str
   }
   if (names) *names = files;
   return frames;
+}
+
+// A usage text with {chunk}, {overlap}, {tile-overlap} and {max-memory} replaced by the library's
+// defaults (ChunkerOptions, UpscalerOptions), so that --help says what the programs do.
+inline std::string with_library_defaults(std::string text) {
+  const ChunkerOptions chunking;
+  const UpscalerOptions upscaling;
+  const std::pair<const char*, int> values[] = {{"{chunk}", chunking.chunk_size},
+                                                {"{overlap}", chunking.overlap},
+                                                {"{tile-overlap}", upscaling.tile_overlap},
+                                                {"{max-memory}", upscaling.max_memory_mb}};
+  for (const auto& [key, value] : values)
+    for (auto at = text.find(key); at != std::string::npos; at = text.find(key))
+      text.replace(at, std::string(key).size(), std::to_string(value));
+  return text;
 }
 
 // Declares -p, --bits, --scope, --no-adapt, --float-layers, --threads and --device.

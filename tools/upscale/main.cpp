@@ -45,7 +45,7 @@ constexpr const char* kUsage =
     "Options:\n"
     "  -m, --model M     model file or name of an installed model (default: the default model)\n"
     "  -p, --precision   fp32, fake (simulated quantization) or int8 (integer convolutions);\n"
-    "                    default: int8 for a quantized model, else fp32\n"
+    "                    default: int8 for a quantized model (fake on --device cuda), else fp32\n"
     "  --bits B          base bit-width b_base, 2..8 (default: the model's, else 8)\n"
     "  --scope S         partial or full, for models without quantization settings\n"
     "  --no-adapt        no FG-VBA bit offset from each chunk's complexity\n"
@@ -53,14 +53,14 @@ constexpr const char* kUsage =
     "                    partial scope): fp32, bf16 or auto (bf16 where the CPU has AVX-512 BF16);\n"
     "                    default fp32. On --device cuda: every convolution's arithmetic, fp32\n"
     "                    (IEEE), fp16, bf16 or auto (fp16)\n"
-    "  --chunk N         frames per chunk (default 10)\n"
-    "  --overlap K       lookahead frames of the backward propagation (default 8)\n"
+    "  --chunk N         frames per chunk (default {chunk})\n"
+    "  --overlap K       lookahead frames of the backward propagation (default {overlap})\n"
     "  --threads N       compute threads (default: one per core)\n"
     "  --device D        cpu, or cuda in a CUDA build (tools/scripts/build-cuda.sh): precision fp32\n"
     "                    or fake\n"
     "  --tile-size R     input rows per spatial tile; 0: from --max-memory (default)\n"
-    "  --tile-overlap R  rows of context around each tile (default 16)\n"
-    "  --max-memory MB   memory budget that picks the tile size (default 4096; 0: no tiling)\n"
+    "  --tile-overlap R  rows of context around each tile (default {tile-overlap})\n"
+    "  --max-memory MB   memory budget that picks the tile size (default {max-memory}; 0: no tiling)\n"
     "  --resume          frame folders: keep the complete frames OUTPUT already has\n"
     "  --keep-going      a damaged or truncated video input ends with a warning naming the\n"
     "                    frames written, instead of an error\n"
@@ -145,7 +145,7 @@ int main(int argc, char** argv) {
   using namespace qbasicvsr;
   namespace fs = std::filesystem;
   gst_init(&argc, &argv);
-  cli::Args args("qbasicvsr-upscale", upscale::kUsage);
+  cli::Args args("qbasicvsr-upscale", cli::with_library_defaults(upscale::kUsage));
   args.value("-m", "--model");
   cli::precision_options(args);
   for (const char* v : {"--chunk", "--overlap", "--tile-size", "--tile-overlap", "--max-memory", "--segment",
