@@ -230,6 +230,99 @@ void CalibrationOptions::validate() const {
     throw Error("--compute must be auto, fp32 or bf16 (fp16 is for GPU inference)");
 }
 
+namespace {
+
+// What the statistics pass gathers: the observers' samples, each sequence's complexity, and the
+// crops (with the teacher's frames) the range search scores on.
+struct Statistics {
+  StatsEngine engine;
+  std::vector<VideoComplexity> complexity;
+  std::vector<at::Tensor> search_crops, search_targets;
+};
+
+// Phase 1: the teacher in fp32 over a centre crop of every sequence (TS-LBA statistics and ranges)
+// and over its whole frames (FG-VBA's measurements).
+void collect_statistics(const BasicVSR& teacher, const std::vector<std::vector<Image>>& sequences,
+                        const CalibrationOptions& o, Statistics& st) {
+  // The range search scores on the statistics crops of up to kRangeSearchSequences sequences,
+  // evenly spread, against the teacher frames this pass computes anyway.
+  const std::size_t n_search = o.range_search ? std::min(sequences.size(), kRangeSearchSequences) : 0;
+  c10::InferenceMode guard;
+  for (std::size_t s = 0; s < sequences.size(); ++s) {
+    const auto& seq = sequences[s];
+    const at::Tensor crop = crop_sequence(seq, o.crop, nullptr);
+    const bool searched =
+        st.search_crops.size() < n_search && s == st.search_crops.size() * sequences.size() / n_search;
+    std::vector<at::Tensor> frames;
+    teacher.forward(crop, st.engine, [&](int64_t, const at::Tensor& out) {
+      if (searched) frames.push_back(out);
+    });
+    if (searched) {
+      st.search_crops.push_back(crop);
+      st.search_targets.push_back(at::cat(frames, 0));
+    }
+    st.engine.ts.end_clip();
+    const at::Tensor full = images_to_tensor(seq);
+    const auto [fwd, bwd] = teacher.compute_flows(full);
+    st.complexity.push_back(measure_complexity(full, fwd, bwd, FgVbaParams()));
+  }
+}
+
+// One factor for every initial range: the one whose fake-quantized network (b_V = 0) reproduces
+// the teacher's frames best on the search crops.
+QuantSettings search_range_scale(const BasicVSR& teacher, const Architecture& arch, const QuantSettings& q,
+                                 const Statistics& st, CalibrationReport& report) {
+  c10::InferenceMode guard;
+  double best_err = -1;
+  QuantSettings best = q;
+  for (double scale : kRangeScales) {
+    QuantSettings scaled = q;
+    for (auto& [name, lq] : scaled.layers) {
+      lq.l = static_cast<float>(lq.l * scale);
+      lq.u = static_cast<float>(lq.u * scale);
+    }
+    QuantPlan plan(arch, scaled);
+    FakeEngine fake(plan);
+    double err = 0;
+    for (std::size_t i = 0; i < st.search_crops.size(); ++i)
+      err +=
+          (teacher.forward(st.search_crops[i], fake) - st.search_targets[i]).square().mean().item<double>();
+    err /= static_cast<double>(st.search_crops.size());
+    report.range_search.push_back({scale, err});
+    if (best_err < 0 || err < best_err) {
+      best_err = err;
+      best = scaled;
+      report.range_scale = scale;
+    }
+  }
+  return best;
+}
+
+// Resuming: the checkpoint's ranges, clips and weights into q and the student, its loss history
+// into the report; returns the iteration it stopped at.
+int restore_checkpoint(const std::string& resume, const Model& fp, QuantSettings& q, Model& student_model,
+                       CalibrationReport& report) {
+  Model ck = load_model(resume);
+  if (!ck.quantization || !ck.extra_metadata.count(kStateKey) || !(ck.arch == fp.arch))
+    throw Error(resume + ": not a calibration checkpoint of this model");
+  const auto state = json::parse(ck.extra_metadata[kStateKey], nullptr, false);
+  if (state.is_discarded() || !state.contains("iteration"))
+    throw Error(resume + ": damaged checkpoint state");
+  for (const auto& s : state.value("losses", json::array()))
+    report.losses.push_back({s[0].get<int>(), s[1].get<double>(), s[2].get<double>(), s[3].get<double>()});
+  for (auto& [name, lq] : q.layers) {
+    const LayerQuant* saved = ck.quantization->layer(name);
+    if (!saved || !saved->has_range) throw Error(resume + ": checkpoint lacks layer " + name);
+    lq.l = saved->l;
+    lq.u = saved->u;
+    lq.weight_clip = saved->weight_clip;
+  }
+  student_model.weights = ck.weights;
+  return state["iteration"].get<int>();
+}
+
+}  // namespace
+
 Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequences,
                 const CalibrationOptions& o, CalibrationReport* report_out,
                 const std::function<void(const CalibrationProgress&)>& progress, const std::string& resume) {
@@ -249,33 +342,10 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
 
   // 1. Statistics: TS-LBA and ranges on centre crops, FG-VBA on whole frames, all in fp32.
   const auto t_stats = Clock::now();
-  StatsEngine stats;
-  std::vector<VideoComplexity> complexity;
-  // The range search scores on the statistics crops of up to kRangeSearchSequences sequences,
-  // evenly spread, against the teacher frames this pass computes anyway.
-  const std::size_t n_search = o.range_search ? std::min(sequences.size(), kRangeSearchSequences) : 0;
-  std::vector<at::Tensor> search_crops, search_targets;
-  {
-    c10::InferenceMode guard;
-    for (std::size_t s = 0; s < sequences.size(); ++s) {
-      const auto& seq = sequences[s];
-      const at::Tensor crop = crop_sequence(seq, o.crop, nullptr);
-      const bool searched =
-          search_crops.size() < n_search && s == search_crops.size() * sequences.size() / n_search;
-      std::vector<at::Tensor> frames;
-      teacher.forward(crop, stats, [&](int64_t, const at::Tensor& out) {
-        if (searched) frames.push_back(out);
-      });
-      if (searched) {
-        search_crops.push_back(crop);
-        search_targets.push_back(at::cat(frames, 0));
-      }
-      stats.ts.end_clip();
-      const at::Tensor full = images_to_tensor(seq);
-      const auto [fwd, bwd] = teacher.compute_flows(full);
-      complexity.push_back(measure_complexity(full, fwd, bwd, FgVbaParams()));
-    }
-  }
+  Statistics st;
+  collect_statistics(teacher, sequences, o, st);
+  StatsEngine& stats = st.engine;
+  auto& complexity = st.complexity;
   QuantSettings q;
   q.b_base = o.bits;
   q.scope = o.scope;
@@ -342,33 +412,7 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
       ++k;
     }
   }
-  if (o.range_search) {
-    // One factor for every initial range, the one whose fake-quantized network (b_V = 0)
-    // reproduces the teacher's frames best on the search crops.
-    c10::InferenceMode guard;
-    double best_err = -1;
-    QuantSettings best = q;
-    for (double scale : kRangeScales) {
-      QuantSettings scaled = q;
-      for (auto& [name, lq] : scaled.layers) {
-        lq.l = static_cast<float>(lq.l * scale);
-        lq.u = static_cast<float>(lq.u * scale);
-      }
-      QuantPlan plan(fp.arch, scaled);
-      FakeEngine fake(plan);
-      double err = 0;
-      for (std::size_t i = 0; i < search_crops.size(); ++i)
-        err += (teacher.forward(search_crops[i], fake) - search_targets[i]).square().mean().item<double>();
-      err /= static_cast<double>(search_crops.size());
-      report.range_search.push_back({scale, err});
-      if (best_err < 0 || err < best_err) {
-        best_err = err;
-        best = scaled;
-        report.range_scale = scale;
-      }
-    }
-    q = best;
-  }
+  if (o.range_search) q = search_range_scale(teacher, fp.arch, q, st, report);
   {
     c10::InferenceMode guard;
     QuantPlan plan(fp.arch, q);
@@ -386,26 +430,7 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
 
   // 2. The student: the same weights (or a checkpoint's), learnable ranges and weight clips.
   Model student_model = fp;
-  int start = 0;
-  if (!resume.empty()) {
-    Model ck = load_model(resume);
-    if (!ck.quantization || !ck.extra_metadata.count(kStateKey) || !(ck.arch == fp.arch))
-      throw Error(resume + ": not a calibration checkpoint of this model");
-    const auto state = json::parse(ck.extra_metadata[kStateKey], nullptr, false);
-    if (state.is_discarded() || !state.contains("iteration"))
-      throw Error(resume + ": damaged checkpoint state");
-    start = state["iteration"].get<int>();
-    for (const auto& s : state.value("losses", json::array()))
-      report.losses.push_back({s[0].get<int>(), s[1].get<double>(), s[2].get<double>(), s[3].get<double>()});
-    for (auto& [name, lq] : q.layers) {
-      const LayerQuant* saved = ck.quantization->layer(name);
-      if (!saved || !saved->has_range) throw Error(resume + ": checkpoint lacks layer " + name);
-      lq.l = saved->l;
-      lq.u = saved->u;
-      lq.weight_clip = saved->weight_clip;
-    }
-    student_model.weights = ck.weights;
-  }
+  const int start = resume.empty() ? 0 : restore_checkpoint(resume, fp, q, student_model, report);
   report.start_iteration = start;
   QuantPlan plan(fp.arch, q);
   BasicVSR student(student_model);
