@@ -14,6 +14,7 @@
 #include "qbasicvsr/calibration.h"
 #include "qbasicvsr/degrade.h"
 #include "qbasicvsr/model_paths.h"
+#include "report.h"
 
 namespace {
 

@@ -109,9 +109,4 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
                 const std::function<void(const CalibrationProgress&)>& progress = {},
                 const std::string& resume = "");
 
-// JSON of a report (the calibrate program's --report).
-std::string report_json(const CalibrationReport& report);
-// An SVG picture: per-layer s_space, s_temp and bits, and the loss curve.
-std::string report_svg(const CalibrationReport& report);
-
 }  // namespace qbasicvsr
