@@ -19,6 +19,7 @@
 #include "quant/engines.h"
 #include "quant/quantizer.h"
 #include "train/adam.h"
+#include "train/loop.h"
 
 namespace qbasicvsr {
 
@@ -33,10 +34,6 @@ constexpr const char* kStateKey = "calibration_state";
 // Factors tried on the initial activation ranges (CalibrationOptions::range_search).
 constexpr double kRangeScales[] = {0.8, 1.0, 1.2, 1.4, 1.7, 2.0};
 constexpr std::size_t kRangeSearchSequences = 32;
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 // fp32 execution that also records every layer's input for ranges and TS-LBA.
 class StatsEngine : public Engine {
@@ -479,7 +476,7 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
 
   // 3. Distillation: random crops and flips, bits as the element would pick them per sequence,
   // Adam with a cosine decay of both learning rates to zero over the iterations.
-  const auto t_train = Clock::now();
+  const TrainingLoop loop(start, o.iters, o.stop_at, o.checkpoint_every, o.checkpoint);
   for (int it = start; it < o.iters; ++it) {
     double l_sum = 0, pix_sum = 0, skt_sum = 0;
     for (int b = 0; b < o.batch; ++b) {
@@ -505,27 +502,17 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
       pix_sum += l_pix.item<double>() / o.batch;
       skt_sum += l_skt.item<double>() / o.batch;
     }
-    adam.step(0.5 * (1.0 + std::cos(M_PI * it / std::max(1, o.iters))));
+    adam.step(loop.lr_scale(it));
     report.losses.push_back({it + 1, l_sum, pix_sum, skt_sum});
-    if (progress) {
-      const double elapsed = seconds_since(t_train), done = it + 1 - start;
-      progress(
-          {it + 1, o.iters, l_sum, pix_sum, skt_sum, done / elapsed, (o.iters - it - 1) * elapsed / done});
-    }
-    const bool stop = o.stop_at > 0 && it + 1 == o.stop_at && it + 1 < o.iters;
-    if (!o.checkpoint.empty() &&
-        (stop || (o.checkpoint_every > 0 && (it + 1) % o.checkpoint_every == 0 && it + 1 < o.iters))) {
-      save_model(o.checkpoint, export_model(it + 1));
-      write_safetensors(o.checkpoint + ".adam", adam.state());
-    }
-    if (stop) {
+    if (progress) progress({it + 1, o.iters, l_sum, pix_sum, skt_sum, loop.rate(it), loop.eta(it)});
+    if (loop.finish(it, adam, [&] { return export_model(it + 1); })) {
       report.stopped = true;
-      report.train_seconds = seconds_since(t_train);
+      report.train_seconds = loop.seconds();
       if (report_out) *report_out = report;
       return Model();
     }
   }
-  report.train_seconds = seconds_since(t_train);
+  report.train_seconds = loop.seconds();
 
   Model out = export_model(o.iters);
   out.extra_metadata.erase(kStateKey);

@@ -19,6 +19,7 @@
 #include "qbasicvsr/metrics.h"
 #include "qbasicvsr/runtime.h"
 #include "train/adam.h"
+#include "train/loop.h"
 #include "train/training_internal.h"
 
 namespace qbasicvsr {
@@ -33,10 +34,6 @@ constexpr const char* kStateKey = "training_state";
 // Held-out synthetic flow pairs (fixed seed, independent of the training seed).
 constexpr int kSyntheticValPairs = 64;
 constexpr uint64_t kSyntheticValSeed = 0x5eed;
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 double uniform(std::mt19937_64& rng, double lo, double hi) {
   return std::uniform_real_distribution<double>(lo, hi)(rng);
@@ -323,7 +320,7 @@ void pretrain_flow(Model& model, const std::vector<std::vector<Image>>& frames,
   adam.add(params, o.lr);
   AutogradEngine engine(uses_bf16(o.compute));
   std::vector<std::pair<int, double>> losses;  // (iteration, training EPE)
-  const auto t0 = Clock::now();
+  const TrainingLoop loop(0, o.iters, 0, 0, "");
   for (int it = 0; it < o.iters; ++it) {
     std::mt19937_64 rng(o.seed * 1000003ull + static_cast<uint64_t>(it));
     FlowBatch b;
@@ -333,14 +330,11 @@ void pretrain_flow(Model& model, const std::vector<std::vector<Image>>& frames,
     }
     const at::Tensor loss = epe(net.flow(b.ref, b.supp, engine), b.flow);
     loss.backward();
-    adam.step(0.5 * (1.0 + std::cos(M_PI * it / std::max(1, o.iters))));
+    adam.step(loop.lr_scale(it));
     losses.emplace_back(it + 1, loss.item<double>());
-    if (progress) {
-      const double el = seconds_since(t0);
-      progress({it + 1, o.iters, losses.back().second, (it + 1) / el, (o.iters - it - 1) * el / (it + 1)});
-    }
+    if (progress) progress({it + 1, o.iters, losses.back().second, loop.rate(it), loop.eta(it)});
   }
-  const double seconds = seconds_since(t0);
+  const double seconds = loop.seconds();
   store_convs(model, net.layers());
   if (report) {
     *report = measure_flow(net, validation, o);
@@ -459,7 +453,7 @@ Model train(const Model& init, const std::vector<GtClip>& clips, const std::vect
     if (on_validation) on_validation(v);
   };
 
-  const auto t0 = Clock::now();
+  const TrainingLoop loop(start, o.iters, o.stop_at, o.checkpoint_every, o.checkpoint);
   bool flow_frozen = true;
   for (int it = start; it < o.iters; ++it) {
     const bool frozen = it < freeze;
@@ -493,28 +487,19 @@ Model train(const Model& init, const std::vector<GtClip>& clips, const std::vect
     const at::Tensor out = net.forward_batch(lr_b, flows_f, flows_b, engine);
     const at::Tensor loss = at::sqrt((out - hr_b).square() + kCharbonnierEps * kCharbonnierEps).mean();
     loss.backward();
-    adam.step(0.5 * (1.0 + std::cos(M_PI * it / std::max(1, o.iters))));
+    adam.step(loop.lr_scale(it));
     report.losses.emplace_back(it + 1, loss.item<double>());
-    if (progress) {
-      const double el = seconds_since(t0), done = it + 1 - start;
-      progress(
-          {it + 1, o.iters, report.losses.back().second, done / el, (o.iters - it - 1) * el / done, frozen});
-    }
+    if (progress)
+      progress({it + 1, o.iters, report.losses.back().second, loop.rate(it), loop.eta(it), frozen});
     if (o.val_every > 0 && (it + 1) % o.val_every == 0 && it + 1 < o.iters) run_validation(it + 1);
-    const bool stop = o.stop_at > 0 && it + 1 == o.stop_at && it + 1 < o.iters;
-    if (!o.checkpoint.empty() &&
-        (stop || (o.checkpoint_every > 0 && (it + 1) % o.checkpoint_every == 0 && it + 1 < o.iters))) {
-      save_model(o.checkpoint, state_model(it + 1));
-      write_safetensors(o.checkpoint + ".adam", adam.state());
-    }
-    if (stop) {
+    if (loop.finish(it, adam, [&] { return state_model(it + 1); })) {
       report.stopped = true;
-      report.seconds = seconds_since(t0);
+      report.seconds = loop.seconds();
       if (report_out) *report_out = report;
       return Model();
     }
   }
-  report.seconds = seconds_since(t0);
+  report.seconds = loop.seconds();
   run_validation(o.iters);
   if (report_out) *report_out = report;
   return export_model(init, net);
