@@ -1,6 +1,9 @@
-// Small command-line parser shared by the programs: long/short options, positionals, --help,
-// and one-line errors (exit status 2) instead of exceptions escaping main().
+// The programs' command lines: options declared once, parsed by GLib's GOptionContext, the
+// program's own usage text on --help, and one-line errors (exit status 2) instead of exceptions
+// escaping main().
 #pragma once
+
+#include <glib.h>
 
 #include <cctype>
 #include <cstdio>
@@ -25,43 +28,89 @@ class Args {
   }
   void flag(const std::string& long_name) { takes_value_[long_name] = false; }
 
-  // Parses argv; prints usage and exits 0 on --help, exits 2 with one line on a bad argument.
+  // Parses argv with GLib's option parser (long options, "--name=value", short "-m value", "--"
+  // ending the options); prints the usage and exits 0 on --help, exits 2 with one
+  // line on a bad argument. Values stay bytes as given (file-name arguments: no charset
+  // conversion).
   void parse(int argc, char** argv) {
-    for (int i = 1; i < argc; ++i) {
-      std::string a = argv[i];
+    for (int i = 1; i < argc && std::string(argv[i]) != "--"; ++i) {
+      const std::string a = argv[i];
       if (a == "-h" || a == "--help") {
         std::fputs(usage_.c_str(), stdout);
         std::exit(0);
       }
-      if (a == "--") {
-        for (++i; i < argc; ++i) positional_.push_back(argv[i]);
-        break;
+      // GLib would ignore a value given to a flag.
+      const auto eq = a.find('=');
+      if (a.rfind("--", 0) == 0 && eq != std::string::npos) {
+        const auto it = takes_value_.find(canonical(a.substr(0, eq)));
+        if (it != takes_value_.end() && !it->second) die("option " + it->first + " takes no value");
       }
-      if (a.size() > 1 && a[0] == '-' && !(a.size() > 1 && std::isdigit(static_cast<unsigned char>(a[1])))) {
-        std::string name = a, val;
-        const auto eq = a.find('=');
-        const bool inline_value = a.rfind("--", 0) == 0 && eq != std::string::npos;
-        if (inline_value) {
-          name = a.substr(0, eq);
-          val = a.substr(eq + 1);
-        }
-        if (alias_.count(name)) name = alias_[name];
-        const auto it = takes_value_.find(name);
-        if (it == takes_value_.end()) die("unknown option " + name + " (see --help)");
-        if (it->second) {
-          if (!inline_value) {
-            if (i + 1 >= argc) die("option " + name + " needs a value");
-            val = argv[++i];
-          }
-          values_[name].push_back(val);
-        } else {
-          if (inline_value) die("option " + name + " takes no value");
-          values_[name].push_back("1");
-        }
+    }
+    // One entry per option name, long aliases included; each collects its values (flags: a count).
+    struct Slot {
+      std::string name;  // the canonical "--name"
+      std::string long_name;
+      bool takes_value;
+      gchar** values = nullptr;
+      gboolean set = FALSE;
+    };
+    std::vector<Slot> slots;
+    for (const auto& [name, takes] : takes_value_) slots.push_back({name, name.substr(2), takes});
+    for (const auto& [alias, name] : alias_)
+      if (alias.rfind("--", 0) == 0) slots.push_back({name, alias.substr(2), takes_value_.at(name)});
+    std::vector<GOptionEntry> entries;
+    for (Slot& slot : slots) {
+      char short_name = 0;
+      for (const auto& [alias, name] : alias_)
+        if (name == slot.name && alias.size() == 2 && alias[0] == '-' && slot.long_name == name.substr(2))
+          short_name = alias[1];
+      GOptionEntry e{};
+      e.long_name = slot.long_name.c_str();
+      e.short_name = short_name;
+      e.arg = slot.takes_value ? G_OPTION_ARG_FILENAME_ARRAY : G_OPTION_ARG_NONE;
+      e.arg_data = slot.takes_value ? static_cast<gpointer>(&slot.values) : static_cast<gpointer>(&slot.set);
+      entries.push_back(e);
+    }
+    entries.push_back(GOptionEntry{});
+    GOptionContext* context = g_option_context_new(nullptr);
+    g_option_context_set_help_enabled(context, FALSE);
+    g_option_context_add_main_entries(context, entries.data(), nullptr);
+    std::vector<char*> rest(argv, argv + argc);
+    int n = argc;
+    char** left = rest.data();
+    GError* error = nullptr;
+    const bool ok = g_option_context_parse(context, &n, &left, &error);
+    g_option_context_free(context);
+    std::string message;
+    if (!ok) {
+      message = error ? error->message : "bad arguments";
+      g_error_free(error);
+    }
+    for (Slot& slot : slots) {
+      if (slot.values)
+        for (gchar** v = slot.values; *v; ++v) values_[slot.name].push_back(*v);
+      if (slot.set) values_[slot.name].push_back("1");
+      g_strfreev(slot.values);
+    }
+    if (!ok) {
+      if (!message.empty())
+        message[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(message[0])));
+      die(message + " (see --help)");
+    }
+    bool dashes = false;  // GLib leaves the "--" that ended the options
+    for (int i = 1; i < n; ++i) {
+      if (!dashes && std::string(left[i]) == "--") {
+        dashes = true;
         continue;
       }
-      positional_.push_back(a);
+      positional_.push_back(left[i]);
     }
+  }
+
+  // The declared name an alias stands for ("--degrade" -> "--degradation").
+  std::string canonical(const std::string& name) const {
+    const auto it = alias_.find(name);
+    return it == alias_.end() ? name : it->second;
   }
 
   bool has(const std::string& name) const { return values_.count(name) > 0; }
