@@ -294,6 +294,84 @@ QuantSettings search_range_scale(const BasicVSR& teacher, const Architecture& ar
   return best;
 }
 
+// Phase 2: the first quantization settings from the statistics: FG-VBA's lambda and thresholds
+// over the sequences, TS-LBA's thresholds and each layer's offset, each layer's initial range
+// (percentiles, or the least-squares clip); the per-sequence C_V, b_V and the layers go into
+// the report, TS-LBA's thresholds into `th`.
+QuantSettings initial_settings(const std::vector<LayerInfo>& layers, const CalibrationOptions& o,
+                               Statistics& st, CalibrationReport& report, TsLbaThresholds& th) {
+  StatsEngine& stats = st.engine;
+  auto& complexity = st.complexity;
+  QuantSettings q;
+  q.b_base = o.bits;
+  q.scope = o.scope;
+  // FG-VBA: lambda balances the mean detail and motion terms over the calibration sequences.
+  double mean_s = 0, mean_t = 0;
+  for (const auto& c : complexity) {
+    mean_s += c.mean_S / static_cast<double>(complexity.size());
+    mean_t += (c.mean_T_mag + o.gamma * c.mean_T_cons) / static_cast<double>(complexity.size());
+  }
+  q.fg_vba.gamma = o.gamma;
+  q.fg_vba.lambda = o.lambda ? *o.lambda : (mean_t > 1e-9 ? mean_s / mean_t : 0.0);
+  for (auto& c : complexity) finish_complexity(c, q.fg_vba);
+  for (const auto& c : complexity) report.sequence_C_V.push_back(c.C_V);
+  if (o.fg_vba) {
+    q.fg_vba.tau_lo = percentile(report.sequence_C_V, o.tau_percentile);
+    q.fg_vba.tau_hi = percentile(report.sequence_C_V, 100.0 - o.tau_percentile);
+  }
+  for (const auto& c : report.sequence_C_V) report.sequence_b_V.push_back(fg_vba_offset(c, q.fg_vba));
+  // TS-LBA over the layers the scope quantizes.
+  const auto ts_stats = stats.ts.statistics();
+  std::vector<double> s_space, s_temp;
+  for (std::size_t id = 0; id < layers.size(); ++id)
+    if (quantized_in(layers[id], o.scope)) {
+      s_space.push_back(ts_stats.at(static_cast<int>(id)).first);
+      s_temp.push_back(ts_stats.at(static_cast<int>(id)).second);
+    }
+  th = ts_lba_thresholds(s_space, s_temp, o.ts_lba_lo, o.ts_lba_hi);
+  if (o.ts_lba && !o.target_bits) q.ts_lba = th;  // with a target the allocation sets b_L
+  const auto percentile_ranges =
+      stats.ranges.ranges(100.0 - std::max(o.range_percentile, 50.0), std::max(o.range_percentile, 50.0));
+  for (std::size_t id = 0; id < layers.size(); ++id) {
+    const auto [ss, tt] = ts_stats.at(static_cast<int>(id));
+    LayerCalibration lc{layers[id].name, quantized_in(layers[id], o.scope), ss, tt, 0, 0, 0};
+    if (lc.quantized) {
+      LayerQuant& lq = q.layers[lc.name];
+      lq.b_L = o.ts_lba ? ts_lba_offset(ss, tt, th) : 0;
+      lq.has_range = true;
+      const auto range = o.range_percentile > 0
+                             ? percentile_ranges.at(static_cast<int>(id))
+                             : stats.ranges.mse_range(static_cast<int>(id), layer_bits(o.bits, 0, lq.b_L));
+      lq.l = range.first;
+      lq.u = std::max(range.second, lq.l + 1e-3f);
+      lc.b_L = lq.b_L;
+    }
+    report.layers.push_back(lc);
+  }
+  return q;
+}
+
+// With --target-bits: each layer's bits where they reduce the output error most for the mean
+// asked (instead of TS-LBA's fixed percentiles); the measured errors and the choice go into the
+// report.
+void allocate_layer_bits(const BasicVSR& teacher, const Architecture& arch,
+                         const std::vector<LayerInfo>& layers, const CalibrationOptions& o,
+                         const std::vector<Probe>& probes, QuantSettings& q, CalibrationReport& report) {
+  // Bits where they reduce the output error most, for the mean asked (instead of TS-LBA's
+  // fixed percentiles); the measured errors and the choice go into the report.
+  c10::InferenceMode guard;
+  const auto errors = layer_errors(teacher, arch, q, probes);
+  const auto bits = allocate_bits(errors, *o.target_bits, o.min_allocated_bits(), kMaxBits);
+  std::size_t k = 0;
+  for (std::size_t id = 0; id < layers.size(); ++id) {
+    if (!quantized_in(layers[id], o.scope)) continue;
+    q.layers[layers[id].name].b_L = bits[k] - o.bits;
+    report.layers[id].b_L = bits[k] - o.bits;
+    report.sensitivity.push_back({layers[id].name, errors[k], bits[k]});
+    ++k;
+  }
+}
+
 // Resuming: the checkpoint's ranges, clips and weights into q and the student, its loss history
 // into the report; returns the iteration it stopped at.
 int restore_checkpoint(const std::string& resume, const Model& fp, QuantSettings& q, Model& student_model,
@@ -326,7 +404,6 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
     throw Error("the model is already quantized; calibrate its full-precision source instead");
   o.validate();
   if (sequences.empty()) throw Error("no calibration sequences");
-  const int min_alloc_bits = o.min_allocated_bits();
   for (std::size_t i = 0; i < sequences.size(); ++i)
     if (sequences[i].size() < 2)
       throw Error("calibration sequence " + std::to_string(i) + " has " +
@@ -340,74 +417,14 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
   const auto t_stats = Clock::now();
   Statistics st;
   collect_statistics(teacher, sequences, o, st);
-  StatsEngine& stats = st.engine;
-  auto& complexity = st.complexity;
-  QuantSettings q;
-  q.b_base = o.bits;
-  q.scope = o.scope;
-  // FG-VBA: lambda balances the mean detail and motion terms over the calibration sequences.
-  double mean_s = 0, mean_t = 0;
-  for (const auto& c : complexity) {
-    mean_s += c.mean_S / static_cast<double>(complexity.size());
-    mean_t += (c.mean_T_mag + o.gamma * c.mean_T_cons) / static_cast<double>(complexity.size());
-  }
-  q.fg_vba.gamma = o.gamma;
-  q.fg_vba.lambda = o.lambda ? *o.lambda : (mean_t > 1e-9 ? mean_s / mean_t : 0.0);
-  for (auto& c : complexity) finish_complexity(c, q.fg_vba);
-  for (const auto& c : complexity) report.sequence_C_V.push_back(c.C_V);
-  if (o.fg_vba) {
-    q.fg_vba.tau_lo = percentile(report.sequence_C_V, o.tau_percentile);
-    q.fg_vba.tau_hi = percentile(report.sequence_C_V, 100.0 - o.tau_percentile);
-  }
-  for (const auto& c : report.sequence_C_V) report.sequence_b_V.push_back(fg_vba_offset(c, q.fg_vba));
-  // TS-LBA over the layers the scope quantizes.
-  const auto ts_stats = stats.ts.statistics();
-  std::vector<double> s_space, s_temp;
-  for (std::size_t id = 0; id < layers.size(); ++id)
-    if (quantized_in(layers[id], o.scope)) {
-      s_space.push_back(ts_stats.at(static_cast<int>(id)).first);
-      s_temp.push_back(ts_stats.at(static_cast<int>(id)).second);
-    }
-  const TsLbaThresholds th = ts_lba_thresholds(s_space, s_temp, o.ts_lba_lo, o.ts_lba_hi);
-  if (o.ts_lba && !o.target_bits) q.ts_lba = th;  // with a target the allocation sets b_L
-  const auto percentile_ranges =
-      stats.ranges.ranges(100.0 - std::max(o.range_percentile, 50.0), std::max(o.range_percentile, 50.0));
-  for (std::size_t id = 0; id < layers.size(); ++id) {
-    const auto [ss, st] = ts_stats.at(static_cast<int>(id));
-    LayerCalibration lc{layers[id].name, quantized_in(layers[id], o.scope), ss, st, 0, 0, 0};
-    if (lc.quantized) {
-      LayerQuant& lq = q.layers[lc.name];
-      lq.b_L = o.ts_lba ? ts_lba_offset(ss, st, th) : 0;
-      lq.has_range = true;
-      const auto range = o.range_percentile > 0
-                             ? percentile_ranges.at(static_cast<int>(id))
-                             : stats.ranges.mse_range(static_cast<int>(id), layer_bits(o.bits, 0, lq.b_L));
-      lq.l = range.first;
-      lq.u = std::max(range.second, lq.l + 1e-3f);
-      lc.b_L = lq.b_L;
-    }
-    report.layers.push_back(lc);
-  }
+  TsLbaThresholds th;
+  QuantSettings q = initial_settings(layers, o, st, report, th);
   std::vector<Probe> probes;
   {
     c10::InferenceMode guard;
     probes = make_probes(teacher, sequences, o.crop, static_cast<std::size_t>(o.sensitivity_sequences));
   }
-  if (o.target_bits) {
-    // Bits where they reduce the output error most, for the mean asked (instead of TS-LBA's
-    // fixed percentiles); the measured errors and the choice go into the report.
-    c10::InferenceMode guard;
-    const auto errors = layer_errors(teacher, fp.arch, q, probes);
-    const auto bits = allocate_bits(errors, *o.target_bits, min_alloc_bits, kMaxBits);
-    std::size_t k = 0;
-    for (std::size_t id = 0; id < layers.size(); ++id) {
-      if (!quantized_in(layers[id], o.scope)) continue;
-      q.layers[layers[id].name].b_L = bits[k] - o.bits;
-      report.layers[id].b_L = bits[k] - o.bits;
-      report.sensitivity.push_back({layers[id].name, errors[k], bits[k]});
-      ++k;
-    }
-  }
+  if (o.target_bits) allocate_layer_bits(teacher, fp.arch, layers, o, probes, q, report);
   if (o.range_search) q = search_range_scale(teacher, fp.arch, q, st, report);
   {
     c10::InferenceMode guard;
