@@ -16,7 +16,7 @@ for i in 1 2 3 4 5 6 7 8; do
 done
 calibrate=$here/build/calibrate/qbasicvsr-calibrate
 evaluate=$here/build/tools/qbasicvsr-eval
-common=(--degrade BI --crop 48 --frames 5 --batch 2 --seed 1 --threads 2)
+common=(--degradation BI --crop 48 --frames 5 --batch 2 --seed 1 --threads 2)
 mkdir -p "$work"
 run() {  # NAME, then calibrate options
   local name=$1

@@ -101,7 +101,6 @@ int main(int argc, char** argv) {
         "--seed",    "--threads",   "--compute",       "--device",      "--checkpoint-every",
         "--stop-at", "--report",    "--plot",          "--target-bits", "--sensitivity-sequences"})
     args.value("", v);
-  args.value("--degrade", "--degradation");  // the name of earlier versions
   args.flag("--no-ts-lba");
   args.flag("--no-fg-vba");
   args.flag("--no-range-search");

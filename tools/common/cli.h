@@ -21,9 +21,12 @@ class Args {
  public:
   Args(std::string program, std::string usage) : program_(std::move(program)), usage_(std::move(usage)) {}
 
-  // An option that takes a value ("-m", "--model"); repeated use appends.
+  // An option that takes a value ("-m", "--model"; no short name: ""); repeated use appends.
   void value(const std::string& short_name, const std::string& long_name) {
-    if (!short_name.empty()) alias_[short_name] = long_name;
+    if (short_name.size() == 2 && short_name[0] == '-')
+      alias_[short_name] = long_name;
+    else if (!short_name.empty())
+      die("internal: short option " + short_name + " must be a dash and one letter");
     takes_value_[long_name] = true;
   }
   void flag(const std::string& long_name) { takes_value_[long_name] = false; }
@@ -46,7 +49,7 @@ class Args {
         if (it != takes_value_.end() && !it->second) die("option " + it->first + " takes no value");
       }
     }
-    // One entry per option name, long aliases included; each collects its values (flags: a count).
+    // One entry per option; each collects its values (flags: whether given).
     struct Slot {
       std::string name;  // the canonical "--name"
       std::string long_name;
@@ -56,14 +59,11 @@ class Args {
     };
     std::vector<Slot> slots;
     for (const auto& [name, takes] : takes_value_) slots.push_back({name, name.substr(2), takes});
-    for (const auto& [alias, name] : alias_)
-      if (alias.rfind("--", 0) == 0) slots.push_back({name, alias.substr(2), takes_value_.at(name)});
     std::vector<GOptionEntry> entries;
     for (Slot& slot : slots) {
       char short_name = 0;
       for (const auto& [alias, name] : alias_)
-        if (name == slot.name && alias.size() == 2 && alias[0] == '-' && slot.long_name == name.substr(2))
-          short_name = alias[1];
+        if (name == slot.name) short_name = alias[1];
       GOptionEntry e{};
       e.long_name = slot.long_name.c_str();
       e.short_name = short_name;
@@ -107,7 +107,7 @@ class Args {
     }
   }
 
-  // The declared name an alias stands for ("--degrade" -> "--degradation").
+  // The long name a short one stands for ("-m" -> "--model").
   std::string canonical(const std::string& name) const {
     const auto it = alias_.find(name);
     return it == alias_.end() ? name : it->second;
