@@ -51,21 +51,20 @@ class Args {
     }
     // One entry per option; each collects its values (flags: whether given).
     struct Slot {
-      std::string name;  // the canonical "--name"
-      std::string long_name;
+      std::string name;  // "--name"
       bool takes_value;
       gchar** values = nullptr;
       gboolean set = FALSE;
     };
     std::vector<Slot> slots;
-    for (const auto& [name, takes] : takes_value_) slots.push_back({name, name.substr(2), takes});
+    for (const auto& [name, takes] : takes_value_) slots.push_back({name, takes});
     std::vector<GOptionEntry> entries;
     for (Slot& slot : slots) {
       char short_name = 0;
       for (const auto& [alias, name] : alias_)
         if (name == slot.name) short_name = alias[1];
       GOptionEntry e{};
-      e.long_name = slot.long_name.c_str();
+      e.long_name = slot.name.c_str() + 2;  // without the dashes
       e.short_name = short_name;
       e.arg = slot.takes_value ? G_OPTION_ARG_FILENAME_ARRAY : G_OPTION_ARG_NONE;
       e.arg_data = slot.takes_value ? static_cast<gpointer>(&slot.values) : static_cast<gpointer>(&slot.set);

@@ -80,13 +80,9 @@ inline std::string describe(const Upscaler& u) {
     s += " W" + std::to_string(q->b_base) + " " + scope_name(q->scope) + ", ranges " +
          (u.observed_ranges() ? "observed on the input" : "calibrated") +
          (o.adaptive && q->fg_vba.tau_lo ? ", FG-VBA on" : ", FG-VBA off");
-    if (o.precision == Precision::Int8)
-      s += uses_bf16(o.float_layers) ? ", float layers bf16" : ", float layers fp32";
+    if (o.precision == Precision::Int8) s += std::string(", float layers ") + u.float_arithmetic();
   }
-  if (o.device == "cuda")
-    s += std::string(", on cuda, convolutions ") + (o.float_layers == Compute::Fp32   ? "fp32"
-                                                    : o.float_layers == Compute::Bf16 ? "bf16"
-                                                                                      : "fp16");
+  if (o.device == "cuda") s += std::string(", on cuda, convolutions ") + u.float_arithmetic();
   return s;
 }
 

@@ -92,6 +92,10 @@ class Upscaler {
   // True when activation ranges come from a quick observer pass over the first clip, not from
   // calibration.
   bool observed_ranges() const;
+  // "fp32", "bf16" or "fp16": the arithmetic of the convolutions that run in float, float_layers
+  // resolved (on a GPU every convolution; on the CPU the layers int8 leaves in float, fp32 for
+  // precision fp32 and fake).
+  const char* float_arithmetic() const;
 
   // Upscales one clip (all frames the same size) in a single bidirectional pass; calls
   // sink(index, frame) in order for the `count` frames from `first` on. The other frames are

@@ -53,17 +53,13 @@ at::Tensor DeviceConvs::run(const Conv& c, const at::Tensor& x, const at::Tensor
   const at::ScalarType type = x.scalar_type();
   if (type == at::kFloat)
     return at::conv2d(x, weight.defined() ? weight : c.weight, c.bias, {1, 1}, {c.padding, c.padding});
-  at::Tensor w = weight, b;
-  const auto key = std::make_tuple(c.weight.data_ptr(), c.weight.size(1), type);
-  auto it = typed_.find(key);
-  if (it == typed_.end())
-    it = typed_
-             .emplace(key, std::make_pair(c.weight.to(type).contiguous(at::MemoryFormat::ChannelsLast),
-                                          c.bias.defined() ? c.bias.to(type) : at::Tensor()))
-             .first;
-  if (!w.defined()) w = it->second.first;
-  b = it->second.second;
-  return at::conv2d(x.contiguous(at::MemoryFormat::ChannelsLast), w, b, {1, 1}, {c.padding, c.padding});
+  // Cast once per layer, and only what the call uses: the caller's (quantized) weights need the
+  // bias alone.
+  auto& [w, b] = typed_[std::make_tuple(c.weight.data_ptr(), c.weight.size(1), type)];
+  if (!weight.defined() && !w.defined()) w = c.weight.to(type).contiguous(at::MemoryFormat::ChannelsLast);
+  if (!b.defined() && c.bias.defined()) b = c.bias.to(type);
+  return at::conv2d(x.contiguous(at::MemoryFormat::ChannelsLast), weight.defined() ? weight : w, b, {1, 1},
+                    {c.padding, c.padding});
 }
 
 Act finish_differentiable(at::Tensor y, PostOp post, at::Tensor* residual) {

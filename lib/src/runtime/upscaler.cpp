@@ -57,8 +57,6 @@ at::Tensor centre_crop(const at::Tensor& lr) {
       .contiguous();
 }
 
-}  // namespace
-
 // The arithmetic of the float convolutions: on a GPU all of them follow float_layers (auto: fp16);
 // on the CPU only the layers int8 leaves in float do, and fp32 and fake compute in fp32.
 FloatMath float_math(const UpscalerOptions& o, bool all_layers) {
@@ -69,6 +67,8 @@ FloatMath float_math(const UpscalerOptions& o, bool all_layers) {
   if (all_layers) return FloatMath::Fp32;
   return uses_bf16(o.float_layers) ? FloatMath::Bf16 : FloatMath::Fp32;
 }
+
+}  // namespace
 
 struct Upscaler::Impl {
   Impl(const Model& model, const UpscalerOptions& o) : net(model), options(o), fp32(float_math(o, true)) {
@@ -171,6 +171,17 @@ const Architecture& Upscaler::architecture() const { return impl_->net.arch(); }
 const UpscalerOptions& Upscaler::options() const { return impl_->options; }
 std::optional<QuantSettings> Upscaler::quantization() const { return impl_->settings; }
 bool Upscaler::observed_ranges() const { return impl_->observed; }
+
+const char* Upscaler::float_arithmetic() const {
+  switch (float_math(impl_->options, impl_->options.precision != Precision::Int8)) {
+    case FloatMath::Bf16:
+      return "bf16";
+    case FloatMath::Fp16:
+      return "fp16";
+    default:
+      return "fp32";
+  }
+}
 
 VideoComplexity Upscaler::analyze(const std::vector<Image>& frames) {
   c10::InferenceMode guard;

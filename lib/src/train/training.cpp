@@ -27,7 +27,6 @@ namespace qbasicvsr {
 namespace {
 
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
 
 constexpr double kCharbonnierEps = 1e-3;
 constexpr const char* kStateKey = "training_state";
