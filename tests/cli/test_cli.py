@@ -172,6 +172,28 @@ def main():
         expect_error("bench: model and arch", [TOOLS["bench"]], "exactly one of")
         expect_error("bench: bad --float-layers", [TOOLS["bench"], "--arch", "8,1", "--float-layers", "bf17"],
                      "--float-layers must be fp32, bf16, fp16 (device cuda) or auto")
+        expect_error("bench: fp16 on the CPU", [TOOLS["bench"], "--arch", "8,1", "--float-layers", "fp16"],
+                     "need device cuda")
+        expect_error("bench: --input missing", [TOOLS["bench"], "--arch", "8,1", "--input", os.path.join(tmp, "no")],
+                     "cannot open")
+        short_raw = os.path.join(tmp, "short.rgb")
+        with open(short_raw, "wb") as f:
+            f.write(bytes(10))
+        expect_error("bench: --input too short", [TOOLS["bench"], "--arch", "8,1", "--size", "7x9", "--frames", "3",
+                                                  "--input", short_raw], "holds fewer than 3 frames")
+        # --input/--output against qbasicvsr-upscale on the same frames: the same bytes.
+        names = sorted(os.listdir(frames), key=lambda n: int(n[2:-4]))
+        raw_in, raw_out = os.path.join(tmp, "in.rgb"), os.path.join(tmp, "out.rgb")
+        with open(raw_in, "wb") as f:
+            for n in names:
+                f.write(np.asarray(Image.open(os.path.join(frames, n)).convert("RGB")).tobytes())
+        r = run([TOOLS["bench"], "-m", shipped, "-p", "fp32", "--size", "7x9", "--frames", str(len(names)), "--runs",
+                 "1", "--input", raw_in, "--output", raw_out], timeout=300)
+        up = os.path.join(tmp, "bench-up")
+        r2 = run([TOOLS["upscale"], "-m", shipped, "-p", "fp32", frames, up], timeout=300)
+        same = r.returncode == 0 and r2.returncode == 0 and open(raw_out, "rb").read() == b"".join(
+            np.asarray(Image.open(os.path.join(up, n)).convert("RGB")).tobytes() for n in names)
+        case("bench --input/--output: the upscaled frames equal qbasicvsr-upscale's", same, r.stderr + r2.stderr)
         r = run([TOOLS["bench"], "--arch", "8,1", "--size", "16x24", "--frames", "2", "--runs", "1", "--json"])
         case("bench --json prints ms_per_frame and peak_rss_mb",
              r.returncode == 0 and '"ms_per_frame"' in r.stdout and '"peak_rss_mb"' in r.stdout, r.stderr)
