@@ -126,6 +126,9 @@ struct Settings {
   int tile_overlap = kDefaultTileOverlap;
   int max_memory = kDefaultMaxMemory;
   qbasicvsr::Compute float_layers = kDefaults.float_layers;
+  // A model the program loaded already, and the resolved path it came from.
+  std::shared_ptr<const qbasicvsr::Model> loaded;
+  std::string loaded_path;
 };
 
 // Streaming state: created in start(), dropped in stop(); used from the streaming thread.
@@ -393,11 +396,14 @@ gboolean start(GstBaseTransform* trans) {
   std::string path;
   try {
     path = qbasicvsr::resolve_model(s.model);
-    const qbasicvsr::Model model = qbasicvsr::load_model(path);
+    const bool reuse = s.loaded && path == s.loaded_path;
+    const auto model =
+        reuse ? s.loaded : std::make_shared<const qbasicvsr::Model>(qbasicvsr::load_model(path));
+    if (reuse) GST_DEBUG_OBJECT(self, "model %s: the one the program loaded", path.c_str());
     qbasicvsr::UpscalerOptions o;
     switch (s.precision) {
       case PRECISION_AUTO:
-        o.precision = qbasicvsr::default_precision(model, s.device);
+        o.precision = qbasicvsr::default_precision(*model, s.device);
         break;
       case PRECISION_FP32:
         o.precision = qbasicvsr::Precision::FP32;
@@ -419,7 +425,7 @@ gboolean start(GstBaseTransform* trans) {
     o.tile_overlap = s.tile_overlap;
     o.max_memory_mb = s.max_memory;
     o.float_layers = s.float_layers;
-    st->upscaler = std::make_unique<qbasicvsr::Upscaler>(model, o);
+    st->upscaler = std::make_unique<qbasicvsr::Upscaler>(*model, o);
     st->chunker = std::make_unique<qbasicvsr::Chunker>(*st->upscaler,
                                                        qbasicvsr::ChunkerOptions{s.chunk_size, s.overlap});
     st->chunker->on_report([self](const qbasicvsr::ChunkReport& r) { post_chunk_message(self, r); });
@@ -797,6 +803,16 @@ static void gst_qbasicvsr_init(GstQbasicvsr* self) {
 }
 
 static gboolean register_static_plugin(GstPlugin* plugin) { return GST_ELEMENT_REGISTER(qbasicvsr, plugin); }
+
+void gst_qbasicvsr_use_loaded_model(GstElement* element, const std::string& path,
+                                    std::shared_ptr<const qbasicvsr::Model> model) {
+  if (!GST_IS_QBASICVSR(element)) return;
+  GstQbasicvsr* self = GST_QBASICVSR(element);
+  GST_OBJECT_LOCK(self);
+  self->settings->loaded = std::move(model);
+  self->settings->loaded_path = path;
+  GST_OBJECT_UNLOCK(self);
+}
 
 gboolean gst_qbasicvsr_register_static(void) {
   static std::once_flag once;

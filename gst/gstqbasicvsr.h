@@ -17,3 +17,17 @@ GST_ELEMENT_REGISTER_DECLARE(qbasicvsr);
 gboolean gst_qbasicvsr_register_static(void);
 
 G_END_DECLS
+
+#ifdef __cplusplus
+#include <memory>
+#include <string>
+
+#include "qbasicvsr/model_file.h"
+
+// For programs that link the element and have loaded the model themselves (qbasicvsr-upscale):
+// the element starts on `model` instead of reading the file again, for as long as its "model"
+// property resolves to `path` (the file as qbasicvsr::resolve_model() names it; another model
+// reads its file as usual). The element keeps `model` alive. Ignored for another element type.
+void gst_qbasicvsr_use_loaded_model(GstElement* element, const std::string& path,
+                                    std::shared_ptr<const qbasicvsr::Model> model);
+#endif

@@ -338,6 +338,12 @@ def video_cases(tmp, shipped, env):
                        env=env, timeout=300)
     got = decoded_video(out) if r.returncode == 0 else None
     case("upscale a clip without audio, odd size, int8", got == (7, 84, 52, False), f"{got} {r.stderr}")
+    # The model file is read once: the element starts on the model the program loaded.
+    out = os.path.join(tmp, "silent-x4-debug.mkv")
+    r = subprocess.run([TOOLS["upscale"], "-m", shipped, silent, out], capture_output=True, text=True,
+                       env=dict(env, GST_DEBUG="qbasicvsr:5", GST_DEBUG_NO_COLOR="1"), timeout=300)
+    case("upscale video: the element runs the model the program loaded",
+         r.returncode == 0 and "the one the program loaded" in r.stderr, r.stderr[-2000:])
     with open(src, "rb") as f:
         data = f.read()
     truncated = os.path.join(tmp, "truncated.mp4")

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -336,6 +338,54 @@ TEST_F(ElementTest, BadModelIsAnElementError) {
     gst_object_unref(bus);
     gst_object_unref(e);
   }
+}
+
+namespace {
+
+// The bytes of every output frame of `frames` frames through an element made of `props`, given
+// the model `loaded` as the program's (for the file `loaded_path`) when there is one.
+std::vector<std::string> run_element(const std::string& props, int frames,
+                                     const std::string& loaded_path = "",
+                                     std::shared_ptr<const Model> loaded = nullptr) {
+  GstHarness* h = make_harness(caps_string("RGB", 6, 4), props.c_str());
+  if (loaded) {
+    GstElement* e = gst_harness_find_element(h, "qbasicvsr");
+    EXPECT_EQ(gst_element_set_state(h->element, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+    gst_qbasicvsr_use_loaded_model(e, loaded_path, loaded);
+    gst_object_unref(e);
+    gst_harness_play(h);
+    gst_harness_set_src_caps_str(h, caps_string("RGB", 6, 4).c_str());
+  }
+  for (int i = 0; i < frames; ++i) EXPECT_EQ(gst_harness_push(h, frame(h, i)), GST_FLOW_OK);
+  gst_harness_push_event(h, gst_event_new_eos());
+  std::vector<std::string> out;
+  for (GstBuffer* b : pull_all(h)) {
+    GstMapInfo map;
+    gst_buffer_map(b, &map, GST_MAP_READ);
+    out.emplace_back(reinterpret_cast<const char*>(map.data), map.size);
+    gst_buffer_unmap(b, &map);
+    gst_buffer_unref(b);
+  }
+  gst_harness_teardown(h);
+  return out;
+}
+
+}  // namespace
+
+TEST_F(ElementTest, StartsOnTheModelTheProgramLoaded) {
+  // make_harness names model_path(); the program's model is another one (seed 99), also in a file.
+  const auto other = std::make_shared<const Model>(random_model(test::tiny_arch(), 99));
+  const std::string other_path = model_path() + ".other.safetensors";
+  save_model(other_path, *other);
+  const auto from_file = run_element("", 6);
+  const auto other_from_file = run_element("model=" + other_path, 6);
+  ASSERT_EQ(from_file.size(), 6u);
+  ASSERT_NE(from_file, other_from_file);
+  // Given for the file the property names: the element runs the program's model, not the file.
+  EXPECT_EQ(run_element("", 6, model_path(), other), other_from_file);
+  // Given for another file: the property's own file is read as usual.
+  EXPECT_EQ(run_element("", 6, other_path, other), from_file);
+  std::remove(other_path.c_str());
 }
 
 TEST_F(ElementTest, PropertiesHaveDefaultsAndChangeOnlyWhenStopped) {

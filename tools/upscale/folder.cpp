@@ -62,7 +62,8 @@ std::string size_of(const Image& f) {
 
 }  // namespace
 
-int upscale_folder(const Job& job, const Model& model, const std::string& input, const std::string& output) {
+int upscale_folder(const Job& job, const std::string& input, const std::string& output) {
+  const Model& model = *job.model;
   const std::vector<std::string> files = list_png_files(input);
   std::error_code ec;
   fs::create_directories(output, ec);

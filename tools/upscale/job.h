@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -16,7 +17,8 @@
 namespace qbasicvsr::upscale {
 
 struct Job {
-  std::string model_path;
+  std::string model_path;              // resolved (resolve_model)
+  std::shared_ptr<const Model> model;  // loaded from model_path
   UpscalerOptions options;
   ChunkerOptions chunking;
   bool resume = false;
@@ -62,12 +64,11 @@ struct Summary {
 // the estimate, before the work starts.
 void warn_memory(const Upscaler& upscaler, const Job& job, int width, int height);
 
-int upscale_folder(const Job& job, const Model& model, const std::string& input, const std::string& output);
-int upscale_video(const Job& job, const Model& model, const std::string& input, const std::string& output);
+int upscale_folder(const Job& job, const std::string& input, const std::string& output);
+int upscale_video(const Job& job, const std::string& input, const std::string& output);
 // A segment of a video: decoded frames through the chunker (warm-up, outputs, lookahead), encoded
 // into its piece with the frames' own timestamps.
-int upscale_video_segment(const Job& job, const Model& model, const std::string& input,
-                          const std::string& output);
+int upscale_video_segment(const Job& job, const std::string& input, const std::string& output);
 // Joins the pieces without re-encoding and copies the audio from INPUT.
 int merge_segments(const Job& job, const std::string& input, const std::string& output);
 

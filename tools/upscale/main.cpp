@@ -186,9 +186,9 @@ int main(int argc, char** argv) {
     if (args.has("--warmup") && args.get("--warmup") != "all")
       job.warmup = static_cast<std::size_t>(args.get_int("--warmup", 0, 0, 1L << 40));
     job.model_path = resolve_model(args.get("--model"));
-    // Loaded here for an early, clear error; the element loads its own copy.
-    const Model model = load_model(job.model_path);
-    job.options = cli::upscaler_options(args, default_precision(model, args.get("--device", "cpu")));
+    // Loaded once, here: an early, clear error, and the element of the video path starts on it.
+    job.model = std::make_shared<const Model>(load_model(job.model_path));
+    job.options = cli::upscaler_options(args, default_precision(*job.model, args.get("--device", "cpu")));
     job.options.tile_rows = static_cast<int>(args.get_int("--tile-size", job.options.tile_rows, 0, 16384));
     job.options.tile_overlap =
         static_cast<int>(args.get_int("--tile-overlap", job.options.tile_overlap, 0, 1024));
@@ -201,8 +201,8 @@ int main(int argc, char** argv) {
     job.keep_going = args.has("--keep-going");
     job.lossless = args.has("--lossless");
     cli::Interrupts::install();
-    if (folder) return upscale::upscale_folder(job, model, input, output);
-    if (job.segments > 1) return upscale::upscale_video_segment(job, model, input, output);
-    return upscale::upscale_video(job, model, input, output);
+    if (folder) return upscale::upscale_folder(job, input, output);
+    if (job.segments > 1) return upscale::upscale_video_segment(job, input, output);
+    return upscale::upscale_video(job, input, output);
   });
 }

@@ -252,6 +252,7 @@ GstElement* make_upscaler(Context* ctx) {
                job.chunking.overlap, "adaptive", o.adaptive ? TRUE : FALSE, "bits", o.bits, "threads",
                o.threads, "device", o.device.c_str(), "tile-size", o.tile_rows, "tile-overlap",
                o.tile_overlap, "max-memory", o.max_memory_mb, nullptr);
+  if (job.model) gst_qbasicvsr_use_loaded_model(sr, job.model_path, job.model);
   gst_util_set_object_arg(G_OBJECT(sr), "precision", precision_name(o.precision));
   if (o.scope) gst_util_set_object_arg(G_OBJECT(sr), "scope", scope_name(*o.scope));
   return sr;
@@ -423,7 +424,8 @@ GstCaps* stop_caps(GstElement* mux) {
 
 }  // namespace
 
-int upscale_video(const Job& job, const Model& model, const std::string& input, const std::string& output) {
+int upscale_video(const Job& job, const std::string& input, const std::string& output) {
+  const Model& model = *job.model;
   if (!fs::is_regular_file(input)) throw Error(input + ": no such video file or folder of PNG frames");
   if (job.resume) throw Error("--resume works on frame folders only");
   Context ctx;
@@ -759,8 +761,8 @@ class VideoWriter {
 
 }  // namespace
 
-int upscale_video_segment(const Job& job, const Model& model, const std::string& input,
-                          const std::string& output) {
+int upscale_video_segment(const Job& job, const std::string& input, const std::string& output) {
+  const Model& model = *job.model;
   if (job.resume)
     throw Error("--resume works on frame folders only (a failed video segment is run again whole)");
   const std::string piece = segment_piece(output, job.segment, job.segments);
