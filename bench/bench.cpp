@@ -15,7 +15,7 @@
 namespace {
 
 constexpr const char* kUsage =
-    "Usage: qbasicvsr-bench (-m MODEL | --arch C,N) --size HxW --frames T -p fp32|fake|int8\n"
+    "Usage: qbasicvsr-bench (-m MODEL | --arch C,N[,HR]) --size HxW --frames T -p fp32|fake|int8\n"
     "                       [--bits B] [--scope partial|full] [--no-adapt] [--threads N]\n"
     "                       [--float-layers M] [--device cpu|cuda] [--runs R] [--profile] [--json]\n"
     "                       [--input RAW] [--output RAW]\n"
@@ -82,9 +82,11 @@ int main(int argc, char** argv) {
     std::string source;
     if (args.has("--arch")) {
       Architecture arch;
-      if (std::sscanf(args.get("--arch").c_str(), "%d,%d", &arch.channels, &arch.blocks) != 2)
-        args.die("--arch must be C,N, e.g. 64,30");
-      arch.hr_channels = 64;
+      try {
+        arch = Architecture::parse(args.get("--arch"));
+      } catch (const Error& e) {
+        args.die(e.what());
+      }
       model = random_model(arch, 1);
       source = "random " + arch.summary();
     } else {

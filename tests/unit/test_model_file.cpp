@@ -160,6 +160,20 @@ TEST(Architecture, ParameterCountOfOfficialBasicVSR) {
   EXPECT_EQ(parameter_count(a), 6291311);
 }
 
+TEST(Architecture, ParsesTheCommandLineForm) {
+  const Architecture a = Architecture::parse("48,8,32");
+  EXPECT_EQ(a.channels, 48);
+  EXPECT_EQ(a.blocks, 8);
+  EXPECT_EQ(a.hr_channels, 32);
+  const Architecture b = Architecture::parse("16,0");  // HR defaults to C; no blocks is a network
+  EXPECT_EQ(b.channels, 16);
+  EXPECT_EQ(b.blocks, 0);
+  EXPECT_EQ(b.hr_channels, 16);
+  for (const char* bad : {"", "64", "64,", ",30", "64,30,64,1", "64;30", "64,x", "-1,3", "64,30,", "1e3,2"})
+    EXPECT_NE(error_of([&] { Architecture::parse(bad); }).find("--arch must be"), std::string::npos) << bad;
+  EXPECT_NE(error_of([] { Architecture::parse("0,3"); }).find("channels must be"), std::string::npos);
+}
+
 TEST(Sha256, KnownVectors) {
   const std::string abc = "abc";
   EXPECT_EQ(sha256_hex(reinterpret_cast<const uint8_t*>(abc.data()), abc.size()),

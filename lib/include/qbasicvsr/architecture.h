@@ -21,6 +21,9 @@ struct Architecture {
   void validate() const;
   std::string to_json() const;
   static Architecture from_json(const std::string& text);
+  // "C,N" or "C,N,HR" (HR defaults to C) as the programs' --arch takes it; other fields default.
+  // Throws Error on anything else.
+  static Architecture parse(const std::string& text);
   // "C=64 N=30 hr=64" for logs.
   std::string summary() const;
   bool operator==(const Architecture& o) const;

@@ -1,5 +1,8 @@
 #include "qbasicvsr/architecture.h"
 
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "qbasicvsr/error.h"
@@ -69,6 +72,29 @@ Architecture Architecture::from_json(const std::string& text) {
   } else {
     throw Error("architecture: base_upsample must be \"bilinear\" or \"bicubic\"");
   }
+  a.validate();
+  return a;
+}
+
+Architecture Architecture::parse(const std::string& text) {
+  const Error bad("--arch must be C,N or C,N,HR (numbers), got \"" + text + "\"");
+  std::vector<int> v;
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', pos), text.size());
+    const std::string item = text.substr(pos, comma - pos);
+    char* end = nullptr;
+    errno = 0;
+    const long x = std::strtol(item.c_str(), &end, 10);
+    if (item.empty() || *end || errno || x < 0 || x > kMaxChannels || v.size() == 3) throw bad;
+    v.push_back(static_cast<int>(x));
+    pos = comma + 1;
+  }
+  if (v.size() < 2) throw bad;
+  Architecture a;
+  a.channels = v[0];
+  a.blocks = v[1];
+  a.hr_channels = v.size() == 3 ? v[2] : v[0];
   a.validate();
   return a;
 }
