@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "common/cli.h"
 #include "common/video_frames.h"
@@ -22,7 +21,9 @@ using nlohmann::json;
 
 constexpr const char* kUsage =
     "Usage: qbasicvsr-train --clips PATH [--clips PATH ...] -o OUT.safetensors\n"
+    "                       [--stills PATH ...] [--still-clips 3] [--still-frames 30]\n"
     "                       [--val PATH ...] [--arch C,N[,HR]] [--base bilinear|bicubic] [--init MODEL]\n"
+    "                       [--flow-from MODEL]\n"
     "                       [--degradation BI|BD|BD-duf] [--iters 1000] [--batch 4] [--crop 48] [--frames "
     "8]\n"
     "                       [--lr 2e-4] [--flow-freeze N] [--flow-lr-scale 0.125]\n"
@@ -47,7 +48,11 @@ constexpr const char* kUsage =
     "     lr x --flow-lr-scale. Validation PSNR-Y on --val clips every --val-every iterations,\n"
     "     with the bicubic baseline for reference.\n"
     "--init MODEL continues from a model (e.g. the last committed one); otherwise a fresh network\n"
-    "of --arch (default 32,5,32) with --base (default bicubic) starts at its base upsampling.\n"
+    "of --arch (default 32,5,32) with --base (default bicubic) starts at its base upsampling;\n"
+    "--flow-from MODEL gives it the SPyNet of MODEL (then --flow-iters defaults to 0).\n"
+    "--stills adds training video made from photographs (a PNG file or a folder of them): each\n"
+    "becomes --still-clips clips of --still-frames frames seen through a moving camera window\n"
+    "(half of them whole-pixel pans, half smooth glides with a slight zoom and rotation).\n"
     "\n"
     "Options:\n"
     "  -o, --output F        the trained model file; OUT.ckpt (+ .adam) is the checkpoint\n"
@@ -58,25 +63,6 @@ constexpr const char* kUsage =
     "  --resume              continue exactly from OUT.ckpt (same options and data)\n"
     "  --stop-at N           stop after iteration N with a checkpoint (train in slices)\n"
     "  --report F            JSON report: losses, validations, flow figures\n";
-
-Architecture parse_arch(const cli::Args& args, const std::string& text) {
-  std::vector<int> v;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    char* end = nullptr;
-    const long x = std::strtol(item.c_str(), &end, 10);
-    if (item.empty() || *end) args.die("--arch must be C,N or C,N,HR, got \"" + text + "\"");
-    v.push_back(static_cast<int>(x));
-  }
-  if (v.size() < 2 || v.size() > 3) args.die("--arch must be C,N or C,N,HR, got \"" + text + "\"");
-  Architecture a;
-  a.channels = v[0];
-  a.blocks = v[1];
-  a.hr_channels = v.size() == 3 ? v[2] : v[0];
-  a.validate();
-  return a;
-}
 
 std::vector<GtClip> load_clips(const std::vector<std::string>& paths, std::size_t max_frames) {
   std::vector<GtClip> clips;
@@ -90,6 +76,32 @@ std::vector<GtClip> load_clips(const std::vector<std::string>& paths, std::size_
                   std::to_string(c.frames[0].height) + " are too small (at least 16x16)");
     for (auto& f : c.frames) f = modcrop(f);
     clips.push_back(std::move(c));
+  }
+  return clips;
+}
+
+// Synthetic clips of the photographs at `paths` (files or folders of PNG files).
+std::vector<GtClip> still_clips(const std::vector<std::string>& paths, int per_still,
+                                const CameraMotion& motion, uint64_t seed) {
+  std::vector<std::string> files;
+  for (const auto& p : paths) {
+    std::error_code ec;
+    if (fs::is_directory(p, ec)) {
+      for (const auto& f : list_png_files(p)) files.push_back(f);
+    } else {
+      files.push_back(p);
+    }
+  }
+  std::vector<GtClip> clips;
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    const Image still = read_png(files[i]);
+    const std::string name = fs::path(files[i]).filename().string();
+    for (int k = 0; k < per_still; ++k) {
+      GtClip c =
+          camera_clip(still, motion, seed * 1000003ull + i * 1009ull + static_cast<uint64_t>(k),
+                      name + " (camera " + std::to_string(k + 1) + "/" + std::to_string(per_still) + ")");
+      clips.push_back(std::move(c));
+    }
   }
   return clips;
 }
@@ -117,34 +129,14 @@ json flow_json(const FlowReport& r) {
 int main(int argc, char** argv) {
   cli::Args args("qbasicvsr-train", kUsage);
   args.value("-o", "--output");
-  for (const char* v : {"--clips",
-                        "--val",
-                        "--arch",
-                        "--base",
-                        "--init",
-                        "--degradation",
-                        "--iters",
-                        "--batch",
-                        "--crop",
-                        "--frames",
-                        "--lr",
-                        "--flow-freeze",
-                        "--flow-lr-scale",
-                        "--flow-iters",
-                        "--flow-batch",
-                        "--flow-size",
-                        "--flow-lr",
-                        "--flow-max-shift",
-                        "--compute",
-                        "--max-frames",
-                        "--val-frames",
-                        "--seed",
-                        "--threads",
-                        "--device",
-                        "--val-every",
-                        "--checkpoint-every",
-                        "--stop-at",
-                        "--report"})
+  for (const char* v :
+       {"--clips",       "--stills",         "--still-clips", "--still-frames", "--flow-from",
+        "--val",         "--arch",           "--base",        "--init",         "--degradation",
+        "--iters",       "--batch",          "--crop",        "--frames",       "--lr",
+        "--flow-freeze", "--flow-lr-scale",  "--flow-iters",  "--flow-batch",   "--flow-size",
+        "--flow-lr",     "--flow-max-shift", "--compute",     "--max-frames",   "--val-frames",
+        "--seed",        "--threads",        "--device",      "--val-every",    "--checkpoint-every",
+        "--stop-at",     "--report"})
     args.value("", v);
   args.flag("--resume");
   args.parse(argc, argv);
@@ -156,8 +148,8 @@ int main(int argc, char** argv) {
     if (args.get("--device", "cpu") != "cpu") args.die("training runs on the CPU only (--device cpu)");
     const std::string base = args.get("--base", "bicubic");
     if (base != "bilinear" && base != "bicubic") args.die("--base must be bilinear or bicubic");
-    if (args.has("--init") && (args.has("--arch") || args.has("--base")))
-      args.die("--arch and --base describe a fresh network; --init takes the model's own");
+    if (args.has("--init") && (args.has("--arch") || args.has("--base") || args.has("--flow-from")))
+      args.die("--arch, --base and --flow-from describe a fresh network; --init takes the model's own");
 
     TrainOptions o;
     const std::string deg = args.get("--degradation", "BI");
@@ -180,7 +172,8 @@ int main(int argc, char** argv) {
     o.stop_at = static_cast<int>(args.get_int("--stop-at", 0, 0, 100000000));
     if (o.lr <= 0 || o.flow_lr_scale < 0) args.die("--lr must be > 0 and --flow-lr-scale >= 0");
     FlowPretrainOptions fo;
-    fo.iters = static_cast<int>(args.get_int("--flow-iters", 1000, 0, 100000000));
+    fo.iters =
+        static_cast<int>(args.get_int("--flow-iters", args.has("--flow-from") ? 0 : 1000, 0, 100000000));
     fo.batch = static_cast<int>(args.get_int("--flow-batch", 8, 1, 1024));
     fo.size = static_cast<int>(args.get_int("--flow-size", 64, 32, 1024));
     fo.lr = args.get_double("--flow-lr", fo.lr);
@@ -198,14 +191,23 @@ int main(int argc, char** argv) {
     const auto max_frames = static_cast<std::size_t>(args.get_int("--max-frames", 300, 2, 1000000));
     const auto val_frames = static_cast<std::size_t>(args.get_int("--val-frames", 7, 2, 1000000));
 
-    const auto clips = load_clips(args.all("--clips"), max_frames);
+    auto clips = load_clips(args.all("--clips"), max_frames);
+    CameraMotion motion;
+    motion.frames = static_cast<int>(args.get_int("--still-frames", motion.frames, 2, 100000));
+    motion.min_window = 4 * o.crop;
+    const int per_still = static_cast<int>(args.get_int("--still-clips", 3, 1, 1000));
+    for (auto& c : still_clips(args.all("--stills"), per_still, motion, o.seed))
+      clips.push_back(std::move(c));
     const auto val = load_clips(args.all("--val"), val_frames);
     std::vector<std::string> clip_names, val_names;
     // Provenance names clips without the local folders they happened to be in.
     auto describe = [](const GtClip& c) {
       const fs::path p = fs::path(c.name).lexically_normal();
-      return (p.has_filename() ? p.filename() : p.parent_path().filename()).string() + " (" +
-             std::to_string(c.frames.size()) + " frames)";
+      const bool camera = c.name.find(" (camera ") != std::string::npos;
+      return camera
+                 ? c.name.substr(0, c.name.size() - 1) + ", " + std::to_string(c.frames.size()) + " frames)"
+                 : (p.has_filename() ? p.filename() : p.parent_path().filename()).string() + " (" +
+                       std::to_string(c.frames.size()) + " frames)";
     };
     for (const auto& c : clips) clip_names.push_back(describe(c));
     for (const auto& c : val) val_names.push_back(describe(c));
@@ -232,9 +234,25 @@ int main(int argc, char** argv) {
         previous = json::parse(init.provenance_json, nullptr, false);
         if (previous.is_discarded()) previous = json();
       } else {
-        Architecture arch = parse_arch(args, args.get("--arch", "32,5,32"));
+        Architecture arch;
+        try {
+          arch = Architecture::parse(args.get("--arch", "32,5,32"));
+        } catch (const Error& e) {
+          args.die(e.what());
+        }
         arch.base_upsample = base == "bicubic" ? BaseUpsample::Bicubic : BaseUpsample::Bilinear;
         init = initial_model(arch, o.seed);
+        if (args.has("--flow-from")) {
+          const std::string path = resolve_model(args.get("--flow-from"));
+          const Model flow = load_model(path);
+          if (flow.quantization)
+            throw Error(path + " is quantized; --flow-from needs a full-precision model");
+          for (const auto& [name, t] : flow.weights)
+            if (name.rfind("spynet.", 0) == 0) init.weights[name] = t;
+          const json prov = json::parse(flow.provenance_json, nullptr, false);
+          if (prov.is_object()) flow_info = prov.value("flow_pretraining", json());
+          flow_info["from"] = fs::path(path).filename().string();
+        }
       }
       check_training_data(clips, o);  // before minutes of flow pretraining
       if (fo.iters > 0) {

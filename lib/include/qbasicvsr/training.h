@@ -91,6 +91,26 @@ struct GtClip {
   std::vector<Image> frames;  // HR, all the same size (cropped to multiples of 4 on loading)
 };
 
+// Training video made from a still photograph: a camera window moving over it. Half the clips
+// (`pan_share`) pan by whole HR pixels per frame, which is a quarter-pixel LR motion with an
+// exact, unblurred ground truth; the others glide smoothly (sub-pixel centre, a zoom-out and a
+// small rotation growing along the clip), sampled bicubically (a = -0.75) and never magnified
+// (the sampling step stays >= 1) so that the GT keeps the photograph's sharpness.
+struct CameraMotion {
+  int frames = 30;          // frames per clip
+  double max_speed = 2.0;   // LR pixels per frame, per axis
+  double max_zoom = 0.1;    // zoom-out over the clip: sampling step from 1 up to 1 + max_zoom
+  double max_rotate = 3.0;  // degrees over the clip
+  double pan_share = 0.5;   // fraction of clips that pan by whole HR pixels
+  double window = 0.6;      // the window's side as a fraction of the photograph's
+  int min_window = 192;     // HR pixels: at least one 48x48 LR crop
+};
+
+// One synthetic clip of `still` (HR, 8-bit); `seed` picks the path (the same seed, the same clip).
+// Frames are `motion.frames` windows of the same size, multiples of 4. Throws Error naming
+// `name` when the photograph is too small for a window of min_window plus room to move.
+GtClip camera_clip(const Image& still, const CameraMotion& motion, uint64_t seed, const std::string& name);
+
 struct Validation {
   int iteration;
   double psnr;     // mean over clips of the mean Y PSNR of their frames

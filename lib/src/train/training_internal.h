@@ -26,4 +26,16 @@ void synthetic_pair(const std::vector<at::Tensor>& pool, int size, const FlowPre
 // `component` (1: y, 0: x) negated.
 at::Tensor flip_flow(const at::Tensor& flow, int64_t dim, int component);
 
+// Where the camera window of camera_clip() looks in one frame: its centre in photograph pixels
+// (x, y; (0,0) is the first pixel's centre), the photograph pixels per window pixel (step >= 1)
+// and its rotation in radians.
+struct CameraPose {
+  double cx = 0, cy = 0, step = 1, angle = 0;
+};
+
+// The window of width x height (pixel (i, j) at cx + step*R(angle)*(i - (width-1)/2, j -
+// (height-1)/2)) sampled bicubically from `still` ([1,3,H,W] float, 0..255), rounded to 8 bits.
+// A whole-pixel centre with step 1 and angle 0 is an exact crop.
+Image render_view(const at::Tensor& still, const CameraPose& pose, int width, int height);
+
 }  // namespace qbasicvsr
