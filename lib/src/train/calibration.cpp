@@ -372,6 +372,137 @@ void allocate_layer_bits(const BasicVSR& teacher, const Architecture& arch,
   }
 }
 
+// Phase 3's learner: the student network (the teacher's weights, or a checkpoint's) with a
+// learnable range [l, u] and per-channel weight clip for every quantized layer.
+struct Student {
+  Student(const Model& weights, const std::vector<LayerInfo>& layers, const QuantPlan& plan,
+          const QuantSettings& q)
+      : net(weights), convs(net.layers()), l(layers.size()), u(layers.size()), clip(layers.size()) {
+    for (std::size_t id = 0; id < layers.size(); ++id) {
+      if (!plan.quantized(static_cast<int>(id))) continue;
+      const LayerQuant& lq = *q.layer(layers[id].name);
+      l[id] = at::tensor(lq.l).requires_grad_();
+      u[id] = at::tensor(lq.u).requires_grad_();
+      // A trunk's input conv quantizes only its feature columns (the LR frame stays exact).
+      const int fc = layers[id].frame_channels;
+      const at::Tensor quantized_w =
+          fc ? convs[id]->weight.narrow(1, fc, convs[id]->weight.size(1) - fc) : convs[id]->weight;
+      clip[id] = weight_clip_values(quantized_w, lq.weight_clip).contiguous().requires_grad_();
+      convs[id]->weight.requires_grad_();
+      convs[id]->bias.requires_grad_();
+      weight_params.insert(weight_params.end(), {convs[id]->weight, convs[id]->bias});
+      range_params.insert(range_params.end(), {l[id], u[id], clip[id]});
+    }
+  }
+  Student(const Student&) = delete;
+  Student& operator=(const Student&) = delete;
+
+  // The quantized model as it stands: fp's file with the student's quantized layers and learnt
+  // ranges and clips, and the training state (iteration, losses) for a checkpoint.
+  Model export_model(const Model& fp, const std::vector<LayerInfo>& layers, const QuantPlan& plan,
+                     const QuantSettings& q, const CalibrationReport& report, int iteration) const {
+    Model m = fp;
+    QuantSettings out = q;
+    for (std::size_t id = 0; id < layers.size(); ++id) {
+      if (!plan.quantized(static_cast<int>(id))) continue;
+      m.weights[layers[id].name + ".weight"] = to_host(convs[id]->weight);
+      m.weights[layers[id].name + ".bias"] = to_host(convs[id]->bias);
+      LayerQuant& lq = out.layers[layers[id].name];
+      lq.l = l[id].item<float>();
+      lq.u = std::max(u[id].item<float>(), lq.l + 1e-6f);
+      lq.weight_clip = to_vector(at::clamp_min(clip[id], 0.0));
+    }
+    m.quantization = out;
+    json losses_json = json::array();
+    for (const auto& s : report.losses) losses_json.push_back({s.iteration, s.loss, s.l_pix, s.l_skt});
+    m.extra_metadata[kStateKey] = json{{"iteration", iteration}, {"losses", losses_json}}.dump();
+    return m;
+  }
+
+  BasicVSR net;
+  std::vector<Conv*> convs;
+  std::vector<at::Tensor> l, u, clip;
+  std::vector<at::Tensor> weight_params, range_params;
+};
+
+// Phase 3: distillation from iteration `start`: random crops and flips, bits as the element would
+// pick them per sequence, L_pix + lambda_skt L_skt against the teacher, Adam with a cosine decay
+// of both learning rates to zero. Returns false when it stopped at o.stop_at (checkpoint written).
+bool distill(const BasicVSR& teacher, Student& student, QuantPlan& plan,
+             const std::vector<std::vector<Image>>& sequences, const CalibrationOptions& o, int start,
+             const std::string& resume, const std::function<Model(int)>& checkpoint_model,
+             CalibrationReport& report, const std::function<void(const CalibrationProgress&)>& progress) {
+  Adam adam;
+  adam.add(student.weight_params, o.lr_weights);
+  adam.add(student.range_params, o.lr_ranges);
+  if (!resume.empty()) adam.restore(read_safetensors(resume + ".adam"));
+  TrainEngine train(plan, student.l, student.u, student.clip, uses_bf16(o.compute));
+  Fp32Engine fp32;
+  const TrainingLoop loop(start, o.iters, o.stop_at, o.checkpoint_every, o.checkpoint);
+  for (int it = start; it < o.iters; ++it) {
+    double l_sum = 0, pix_sum = 0, skt_sum = 0;
+    for (int b = 0; b < o.batch; ++b) {
+      std::mt19937_64 rng(o.seed * 1000003ull + static_cast<uint64_t>(it) * 7919ull +
+                          static_cast<uint64_t>(b));
+      const std::size_t idx = std::uniform_int_distribution<std::size_t>(0, sequences.size() - 1)(rng);
+      const at::Tensor lr = crop_sequence(sequences[idx], o.crop, &rng);
+      plan.set_offset(report.sequence_b_V[idx]);
+      Outputs target;
+      at::Tensor fwd, bwd;
+      {
+        at::NoGradGuard no_grad;
+        std::tie(fwd, bwd) = teacher.compute_flows(lr, fp32);
+        target = run(teacher, lr, fwd, bwd, fp32);
+      }
+      // SPyNet is float in the partial scope: the student's flows are the teacher's.
+      if (o.scope == Scope::Full) std::tie(fwd, bwd) = student.net.compute_flows(lr, train);
+      const Outputs pred = run(student.net, lr, fwd, bwd, train);
+      const auto [l_pix, l_skt] = losses(target, pred);
+      const at::Tensor loss = l_pix + o.lambda_skt * l_skt;
+      (loss / static_cast<double>(o.batch)).backward();
+      l_sum += loss.item<double>() / o.batch;
+      pix_sum += l_pix.item<double>() / o.batch;
+      skt_sum += l_skt.item<double>() / o.batch;
+    }
+    adam.step(loop.lr_scale(it));
+    report.losses.push_back({it + 1, l_sum, pix_sum, skt_sum});
+    if (progress) progress({it + 1, o.iters, l_sum, pix_sum, skt_sum, loop.rate(it), loop.eta(it)});
+    if (loop.finish(it, adam, [&] { return checkpoint_model(it + 1); })) {
+      report.train_seconds = loop.seconds();
+      return false;
+    }
+  }
+  report.train_seconds = loop.seconds();
+  return true;
+}
+
+// Phase 4: what the result runs at and how it reproduces the teacher: the mean bits over the
+// sequences' b_V, per-frame PSNR on the probes, the learnt ranges.
+void measure_result(const Model& out, const CalibrationOptions& o, const std::vector<Probe>& probes,
+                    CalibrationReport& report) {
+  QuantPlan plan(out.arch, *out.quantization);
+  double bits = 0;
+  for (int b_V : report.sequence_b_V) {
+    plan.set_offset(b_V);
+    bits += plan.mean_bits();
+  }
+  report.mean_bits = bits / static_cast<double>(report.sequence_b_V.size());
+  {
+    c10::InferenceMode guard;
+    const BasicVSR tuned(out);
+    QuantPlan final_plan(out.arch, *out.quantization);
+    FakeEngine fake(final_plan);
+    std::vector<double> steps;
+    probe_mse(tuned, probes, fake, o.scope == Scope::Full, &steps);
+    report.step_psnr_final = to_psnr(steps);
+  }
+  for (auto& lc : report.layers)
+    if (lc.quantized) {
+      lc.l = out.quantization->layer(lc.name)->l;
+      lc.u = out.quantization->layer(lc.name)->u;
+    }
+}
+
 // Resuming: the checkpoint's ranges, clips and weights into q and the student, its loss history
 // into the report; returns the iteration it stopped at.
 int restore_checkpoint(const std::string& resume, const Model& fp, QuantSettings& q, Model& student_model,
@@ -446,115 +577,20 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
   const int start = resume.empty() ? 0 : restore_checkpoint(resume, fp, q, student_model, report);
   report.start_iteration = start;
   QuantPlan plan(fp.arch, q);
-  BasicVSR student(student_model);
-  const auto convs = student.layers();
-  std::vector<at::Tensor> l_param(layers.size()), u_param(layers.size()), clip_param(layers.size());
-  std::vector<at::Tensor> weight_params, range_params;
-  for (std::size_t id = 0; id < layers.size(); ++id) {
-    if (!plan.quantized(static_cast<int>(id))) continue;
-    const LayerQuant& lq = *q.layer(layers[id].name);
-    l_param[id] = at::tensor(lq.l).requires_grad_();
-    u_param[id] = at::tensor(lq.u).requires_grad_();
-    // A trunk's input conv quantizes only its feature columns (the LR frame stays exact).
-    const int fc = layers[id].frame_channels;
-    const at::Tensor quantized_w =
-        fc ? convs[id]->weight.narrow(1, fc, convs[id]->weight.size(1) - fc) : convs[id]->weight;
-    clip_param[id] = weight_clip_values(quantized_w, lq.weight_clip).contiguous().requires_grad_();
-    convs[id]->weight.requires_grad_();
-    convs[id]->bias.requires_grad_();
-    weight_params.insert(weight_params.end(), {convs[id]->weight, convs[id]->bias});
-    range_params.insert(range_params.end(), {l_param[id], u_param[id], clip_param[id]});
-  }
-  Adam adam;
-  adam.add(weight_params, o.lr_weights);
-  adam.add(range_params, o.lr_ranges);
-  if (!resume.empty()) adam.restore(read_safetensors(resume + ".adam"));
-  TrainEngine train(plan, l_param, u_param, clip_param, uses_bf16(o.compute));
-  Fp32Engine fp32;
-
-  auto export_model = [&](int iteration) {
-    Model m = fp;
-    QuantSettings out = q;
-    for (std::size_t id = 0; id < layers.size(); ++id) {
-      if (!plan.quantized(static_cast<int>(id))) continue;
-      m.weights[layers[id].name + ".weight"] = to_host(convs[id]->weight);
-      m.weights[layers[id].name + ".bias"] = to_host(convs[id]->bias);
-      LayerQuant& lq = out.layers[layers[id].name];
-      lq.l = l_param[id].item<float>();
-      lq.u = std::max(u_param[id].item<float>(), lq.l + 1e-6f);
-      lq.weight_clip = to_vector(at::clamp_min(clip_param[id], 0.0));
-    }
-    m.quantization = out;
-    json losses_json = json::array();
-    for (const auto& s : report.losses) losses_json.push_back({s.iteration, s.loss, s.l_pix, s.l_skt});
-    m.extra_metadata[kStateKey] = json{{"iteration", iteration}, {"losses", losses_json}}.dump();
-    return m;
+  Student student(student_model, layers, plan, q);
+  auto export_at = [&](int iteration) {
+    return student.export_model(fp, layers, plan, q, report, iteration);
   };
 
-  // 3. Distillation: random crops and flips, bits as the element would pick them per sequence,
-  // Adam with a cosine decay of both learning rates to zero over the iterations.
-  const TrainingLoop loop(start, o.iters, o.stop_at, o.checkpoint_every, o.checkpoint);
-  for (int it = start; it < o.iters; ++it) {
-    double l_sum = 0, pix_sum = 0, skt_sum = 0;
-    for (int b = 0; b < o.batch; ++b) {
-      std::mt19937_64 rng(o.seed * 1000003ull + static_cast<uint64_t>(it) * 7919ull +
-                          static_cast<uint64_t>(b));
-      const std::size_t idx = std::uniform_int_distribution<std::size_t>(0, sequences.size() - 1)(rng);
-      const at::Tensor lr = crop_sequence(sequences[idx], o.crop, &rng);
-      plan.set_offset(report.sequence_b_V[idx]);
-      Outputs target;
-      at::Tensor fwd, bwd;
-      {
-        at::NoGradGuard no_grad;
-        std::tie(fwd, bwd) = teacher.compute_flows(lr, fp32);
-        target = run(teacher, lr, fwd, bwd, fp32);
-      }
-      // SPyNet is float in the partial scope: the student's flows are the teacher's.
-      if (o.scope == Scope::Full) std::tie(fwd, bwd) = student.compute_flows(lr, train);
-      const Outputs pred = run(student, lr, fwd, bwd, train);
-      const auto [l_pix, l_skt] = losses(target, pred);
-      const at::Tensor loss = l_pix + o.lambda_skt * l_skt;
-      (loss / static_cast<double>(o.batch)).backward();
-      l_sum += loss.item<double>() / o.batch;
-      pix_sum += l_pix.item<double>() / o.batch;
-      skt_sum += l_skt.item<double>() / o.batch;
-    }
-    adam.step(loop.lr_scale(it));
-    report.losses.push_back({it + 1, l_sum, pix_sum, skt_sum});
-    if (progress) progress({it + 1, o.iters, l_sum, pix_sum, skt_sum, loop.rate(it), loop.eta(it)});
-    if (loop.finish(it, adam, [&] { return export_model(it + 1); })) {
-      report.stopped = true;
-      report.train_seconds = loop.seconds();
-      if (report_out) *report_out = report;
-      return Model();
-    }
+  // 3. Distillation; 4. the result and its measurements.
+  if (!distill(teacher, student, plan, sequences, o, start, resume, export_at, report, progress)) {
+    report.stopped = true;
+    if (report_out) *report_out = report;
+    return Model();
   }
-  report.train_seconds = loop.seconds();
-
-  Model out = export_model(o.iters);
+  Model out = export_at(o.iters);
   out.extra_metadata.erase(kStateKey);
-  double bits = 0;
-  int n = 0;
-  for (int b_V : report.sequence_b_V) {
-    plan.set_offset(b_V);
-    bits += plan.mean_bits();
-    ++n;
-  }
-  report.mean_bits = bits / n;
-  {
-    c10::InferenceMode guard;
-    const BasicVSR tuned(out);
-    QuantPlan final_plan(fp.arch, *out.quantization);
-    FakeEngine fake(final_plan);
-    std::vector<double> steps;
-    probe_mse(tuned, probes, fake, o.scope == Scope::Full, &steps);
-    report.step_psnr_final = to_psnr(steps);
-  }
-  for (auto& lc : report.layers)
-    if (lc.quantized) {
-      lc.l = out.quantization->layer(lc.name)->l;
-      lc.u = out.quantization->layer(lc.name)->u;
-    }
+  measure_result(out, o, probes, report);
   if (report_out) *report_out = report;
   return out;
 }
