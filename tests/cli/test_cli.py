@@ -72,6 +72,25 @@ def tensor_bytes(path):
         return f.read()
 
 
+def safetensors_names(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return sorted(k for k in json.loads(f.read(n)) if k != "__metadata__")
+
+
+def tensor_subset(path, names):
+    """The bytes of the named tensors of a safetensors file."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        out = []
+        for k in names:
+            a, b = header[k]["data_offsets"]
+            f.seek(8 + n + a)
+            out.append(f.read(b - a))
+        return out
+
+
 def run(args, timeout=120):
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
 
@@ -544,7 +563,30 @@ def train_cases(tmp, quantized):
     prov = json.loads(read_metadata(cont)["provenance"]) if r.returncode == 0 else {}
     case("train: --init continues a model and keeps its history", r.returncode == 0
          and prov.get("previous", {}).get("training", {}).get("iterations") == 6, r.stderr)
+    # Photographs as training video, on the SPyNet of another model (the shipped one).
+    stills = os.path.join(tmp, "stills")
+    os.makedirs(stills)
+    write_png(os.path.join(stills, "a.png"), 72, 60, seed=7)
+    write_png(os.path.join(stills, "b.png"), 60, 80, seed=8)
+    shipped = os.path.join(SOURCE, "models", "clean-c32n5-fp32.safetensors")
+    flow = os.path.join(tmp, "flow.safetensors")
+    fbase = [TOOLS["train"], "--clips", clip, "--stills", stills, "--still-clips", "2", "--still-frames", "4",
+             "--arch", "4,1,4", "--flow-from", shipped, "--iters", "2", "--flow-freeze", "2", "--batch", "1", "--crop", "8",
+             "--frames", "3", "--threads", "2"]
+    r = run(fbase + ["-o", flow], timeout=300)
+    prov = json.loads(read_metadata(flow)["provenance"]) if r.returncode == 0 else {}
+    spy = lambda path: [t for t in safetensors_names(path) if t.startswith("spynet.")]
+    case("train: --stills add 2 camera clips per photograph; --flow-from keeps that model's SPyNet",
+         r.returncode == 0 and "5 clips" in r.stderr
+         and sum("(camera " in c for c in prov["training"]["clips"]) == 4
+         and prov["flow_pretraining"].get("from") == "clean-c32n5-fp32.safetensors"
+         and tensor_subset(flow, spy(shipped)) == tensor_subset(shipped, spy(shipped)), r.stderr)
     x = os.path.join(tmp, "x.safetensors")
+    write_png(os.path.join(tmp, "small.png"), 30, 60, seed=9)
+    expect_error("train: photograph too small for the camera window",
+                 fbase[:3] + ["--stills", os.path.join(tmp, "small.png"), "--crop", "8", "-o", x], "small.png (camera 1/3): 30x60 is too small")
+    expect_error("train: --flow-from with --init", [TOOLS["train"], "--clips", clip, "--init", out, "--flow-from",
+                                                    shipped, "-o", x], "--init takes the model's own")
     expect_error("train: no clips", [TOOLS["train"], "-o", x], "--clips")
     expect_error("train: bad arch", base[:3] + ["--arch", "4", "-o", x], "--arch must be C,N")
     expect_error("train: bad degradation", base[:3] + ["--degradation", "XX", "-o", x], "expected BI, BD or BD-duf")
