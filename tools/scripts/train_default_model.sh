@@ -13,6 +13,12 @@
 #              (bf16 convolutions, fp32 master weights: the model is fp32)
 #   continue   more SR iterations from models/clean-c32n5-fp32 (training across sessions;
 #              ITERS=N, default 2400)                              -> WORK/fp32.safetensors
+#   stills     the licence-clean photographs (models/DATA.md)      -> WORK/stills/*.png
+#   next       the next default (docs/TRAINING.md section 3): ARCH (default 64,5,32) on the three
+#              clips and the photographs (3 camera clips of 30 frames each), SPyNet from
+#              clean-c32n5, 4000 iterations in fp32 or bf16 (whichever --compute auto measures
+#              faster); in slices across sessions: STOP_AT=N stops there with a checkpoint, and
+#              running the stage again continues from it   -> WORK/next-fp32.safetensors
 #   calibrate  partial/full W6A6 and W4A4 from WORK/fp32           -> WORK/{pq,fq}-w{6,4}a{6,4}.safetensors
 #   ablation   PTQ with/without TS-LBA and FG-VBA (docs/CALIBRATION.md) -> WORK/pq-w6a6-ptq*.eval.json
 #   eval       the table of docs/RESULTS.md                        -> WORK/*.eval.json
@@ -47,6 +53,19 @@ for stage in "${stages[@]}"; do
     continue)
       "$train" "${clips[@]}" "${val[@]}" "${common[@]}" --init "$here/models/clean-c32n5-fp32.safetensors" \
         --flow-iters 0 "${sr[@]}" -o "$work/fp32.safetensors" --report "$work/sr.json" 2>&1 | tee "$work/sr.log" ;;
+    stills)
+      "$here/tools/scripts/fetch_training_stills.sh" "$work/stills" ;;
+    next)
+      out=$work/next-fp32.safetensors
+      resume=()
+      [ -f "$out.ckpt" ] && resume=(--resume)
+      stop=()
+      [ -n "${STOP_AT:-}" ] && stop=(--stop-at "$STOP_AT")
+      init=(--arch "${ARCH:-64,5,32}" --base bicubic --flow-from "$here/models/clean-c32n5-fp32.safetensors")
+      "$train" "${clips[@]}" --stills "$work/stills" --still-clips 3 --still-frames 30 "${val[@]}" "${common[@]}" \
+        "${init[@]}" --iters 4000 --flow-freeze 3880 --lr 4e-4 --batch 4 --crop 48 --frames 8 --val-every 300 \
+        --checkpoint-every 100 --compute auto "${stop[@]}" "${resume[@]}" -o "$out" --report "$work/next.json" 2>&1 |
+        tee -a "$work/next.log" ;;
     calibrate)
       for scope in pq fq; do
         for b in 6 4; do
