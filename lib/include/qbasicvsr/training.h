@@ -95,7 +95,8 @@ struct GtClip {
 // (`pan_share`) pan by whole HR pixels per frame, which is a quarter-pixel LR motion with an
 // exact, unblurred ground truth; the others glide smoothly (sub-pixel centre, a zoom-out and a
 // small rotation growing along the clip), sampled bicubically (a = -0.75) and never magnified
-// (the sampling step stays >= 1) so that the GT keeps the photograph's sharpness.
+// (the sampling step stays >= 1): no invented detail, though sampling between pixel centres
+// softens the finest detail a little, which the exact pans make up for.
 struct CameraMotion {
   int frames = 30;          // frames per clip
   double max_speed = 2.0;   // LR pixels per frame, per axis
