@@ -16,10 +16,6 @@ namespace {
 constexpr int kBicubic = 2;        // at::grid_sampler interpolation mode
 constexpr int kBorderPadding = 1;  // padding mode
 
-double uniform(std::mt19937_64& rng, double lo, double hi) {
-  return std::uniform_real_distribution<double>(lo, hi)(rng);
-}
-
 int window_side(int side, const CameraMotion& m) {
   const int w = std::max(m.min_window, static_cast<int>(side * m.window)) / 4 * 4;
   return std::min(w, (side - 8) / 4 * 4);

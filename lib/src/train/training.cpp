@@ -34,9 +34,6 @@ constexpr const char* kStateKey = "training_state";
 constexpr int kSyntheticValPairs = 64;
 constexpr uint64_t kSyntheticValSeed = 0x5eed;
 
-double uniform(std::mt19937_64& rng, double lo, double hi) {
-  return std::uniform_real_distribution<double>(lo, hi)(rng);
-}
 int64_t uniform_int(std::mt19937_64& rng, int64_t lo, int64_t hi) {
   return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
 }

@@ -10,6 +10,11 @@
 
 namespace qbasicvsr {
 
+// A uniform number in [lo, hi) from the training's random engine.
+inline double uniform(std::mt19937_64& rng, double lo, double hi) {
+  return std::uniform_real_distribution<double>(lo, hi)(rng);
+}
+
 struct FlowBatch {
   at::Tensor ref, supp, flow;  // [N,3,S,S], [N,3,S,S], [N,2,S,S]: ref(p) = supp(p + flow(p))
 };
