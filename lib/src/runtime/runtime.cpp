@@ -2,8 +2,8 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
-#include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
+#include <ATen/Parallel.h>
 #include <malloc.h>
 #ifdef QBASICVSR_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
