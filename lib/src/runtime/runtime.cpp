@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
-#include <c10/core/GradMode.h>
 #include <ATen/Parallel.h>
 #include <malloc.h>
 #ifdef QBASICVSR_CUDA
@@ -79,7 +78,7 @@ bool bf16_training_faster() {
   static const bool faster = [] {
     if (!cpu_has_bf16()) return false;
     // One 32->32 3x3 convolution forward and backward at a training-like size, best of three.
-    c10::AutoGradMode grad(true);
+    at::AutoGradMode grad(true);
     const at::Tensor x = at::randn({8, 32, 48, 48}), w0 = at::randn({32, 32, 3, 3}) * 0.05;
     auto best_ms = [&](at::ScalarType type) {
       double best = 1e30;
