@@ -95,19 +95,6 @@ TEST(Device, TypedConvolutionsCastTheWeightsOnce) {
   EXPECT_TRUE(at::equal(convs.run(c, x), c(x)));  // fp32 as it is
 }
 
-TEST(Device, AutoTrainingArithmeticIsTheMeasuredOne) {
-  // Auto follows one measurement per process: the same answer every time, bf16 only where the
-  // CPU has it, and the explicit choices as they are.
-  const bool faster = bf16_training_faster();
-  EXPECT_EQ(uses_bf16(Compute::Auto), faster);
-  EXPECT_EQ(bf16_training_faster(), faster);
-  if (!cpu_has_bf16()) {
-    EXPECT_FALSE(faster);
-  }
-  EXPECT_TRUE(uses_bf16(Compute::Bf16));
-  EXPECT_FALSE(uses_bf16(Compute::Fp32));
-}
-
 TEST(Device, Fp16AndGpuOnlySettingsAreErrorsWhereTheyCannotRun) {
   UpscalerOptions o;
   o.float_layers = Compute::Fp16;

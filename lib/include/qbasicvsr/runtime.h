@@ -22,18 +22,13 @@ int runtime_threads();
 double peak_rss_mb();
 
 // Arithmetic of the convolutions in training and calibration: bfloat16 (mixed precision, fp32
-// master weights) or fp32. Which is faster depends on the CPU, not only on its flags: with
-// AVX-512 BF16, oneDNN's bf16 training convolutions measured 2-3x faster than fp32 on an AMD
-// EPYC (Zen 4) and 1.6x slower on an Intel Xeon without AMX. Auto measures it once per process
-// (bf16_training_faster). Inference is not affected.
+// master weights) is several times faster where the CPU has AVX-512 BF16; Auto picks it there
+// and fp32 elsewhere. Inference is not affected.
 // On a GPU (device cuda) the same names pick the inference arithmetic, and Fp16 is added there
 // (Auto: fp16).
 enum class Compute { Auto, Fp32, Bf16, Fp16 };
 // Whether this CPU has AVX-512 BF16 instructions.
 bool cpu_has_bf16();
-// Whether bf16 training convolutions are clearly faster than fp32 here (false without AVX-512
-// BF16): one convolution forward and backward timed in each, once per process (~0.1 s).
-bool bf16_training_faster();
 // Whether `c` resolves to bfloat16 on this machine.
 bool uses_bf16(Compute c);
 // "auto", "fp32", "bf16" or "fp16"; throws Error otherwise.

@@ -1,6 +1,5 @@
 #include "qbasicvsr/runtime.h"
 
-#include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <malloc.h>
@@ -8,8 +7,6 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
-#include <algorithm>
-#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
@@ -19,11 +16,6 @@
 #include "qbasicvsr/error.h"
 
 namespace qbasicvsr {
-
-namespace {
-// Auto picks bf16 only where it is clearly faster: noise in a short measurement must not flip it.
-constexpr double kBf16Margin = 0.8;
-}  // namespace
 
 void check_device(const std::string& device) {
   if (device == "cpu") return;
@@ -74,31 +66,7 @@ bool cpu_has_bf16() {
   return has;
 }
 
-bool bf16_training_faster() {
-  static const bool faster = [] {
-    if (!cpu_has_bf16()) return false;
-    // One 32->32 3x3 convolution forward and backward at a training-like size, best of three.
-    at::AutoGradMode grad(true);
-    const at::Tensor x = at::randn({8, 32, 48, 48}), w0 = at::randn({32, 32, 3, 3}) * 0.05;
-    auto best_ms = [&](at::ScalarType type) {
-      double best = 1e30;
-      for (int rep = 0; rep < 4; ++rep) {
-        const at::Tensor w = w0.to(type).requires_grad_();
-        const auto t0 = std::chrono::steady_clock::now();
-        at::conv2d(x.to(type), w, {}, {1, 1}, {1, 1}).sum().backward();
-        const double ms =
-            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        if (rep > 0) best = std::min(best, ms);  // the first one creates the primitives
-      }
-      return best;
-    };
-    const double fp32 = best_ms(at::kFloat), bf16 = best_ms(at::kBFloat16);
-    return bf16 < kBf16Margin * fp32;
-  }();
-  return faster;
-}
-
-bool uses_bf16(Compute c) { return c == Compute::Bf16 || (c == Compute::Auto && bf16_training_faster()); }
+bool uses_bf16(Compute c) { return c == Compute::Bf16 || (c == Compute::Auto && cpu_has_bf16()); }
 
 Compute parse_compute(const std::string& name) {
   if (name == "auto") return Compute::Auto;
