@@ -14,6 +14,7 @@
 #include "qbasicvsr/calibration.h"
 #include "qbasicvsr/degrade.h"
 #include "qbasicvsr/model_paths.h"
+#include "qbasicvsr/training.h"
 #include "report.h"
 
 namespace {
@@ -58,9 +59,10 @@ constexpr const char* kUsage =
     "  --checkpoint-every N  write OUT.ckpt (and OUT.ckpt.adam) every N iterations; --resume\n"
     "                        continues from it exactly\n"
     "  --stop-at N           stop after iteration N with a checkpoint (calibrate in slices)\n"
-    "  --compute C           the student's convolutions in bf16 (mixed precision, fast where the CPU has\n"
-    "                        AVX-512 BF16: 1.2x faster for the default model here) or fp32; auto\n"
-    "                        (the default) picks bf16 where the CPU has it\n"
+    "  --compute C           the student's convolutions in bf16 (mixed precision) or fp32; auto (the\n"
+    "                        default) takes bf16 where it is known faster (AMX-BF16, or AVX-512 BF16 on\n"
+    "                        AMD: 1.2x for the default model on the AMD dev VM). --resume keeps the\n"
+    "                        arithmetic the run started in\n"
     "  --seed S              random crops and flips are a function of (seed, iteration)\n";
 
 // Sequences of `frames` consecutive frames from each clip.
@@ -165,6 +167,7 @@ int main(int argc, char** argv) {
     if (args.has("--resume")) {
       if (!fs::exists(o.checkpoint)) throw Error(o.checkpoint + ": no checkpoint to resume from");
       resume = o.checkpoint;
+      o.compute = run_arithmetic(o.compute, resume);  // the run's own; another is an error
     }
     std::fprintf(
         stderr, "qbasicvsr-calibrate: %s (%s), %zu sequences from %zu clips, W%dA%d %s, %d iterations x %d\n",

@@ -56,8 +56,9 @@ constexpr const char* kUsage =
     "\n"
     "Options:\n"
     "  -o, --output F        the trained model file; OUT.ckpt (+ .adam) is the checkpoint\n"
-    "  --compute C           convolution arithmetic: bf16 (mixed precision, fp32 master weights) is\n"
-    "                        ~4x faster where the CPU has AVX-512 BF16; auto (default) uses it there\n"
+    "  --compute C           convolution arithmetic: bf16 (mixed precision, fp32 master weights) or\n"
+    "                        fp32; auto (default) takes bf16 where it is known faster (AMX-BF16, or\n"
+    "                        AVX-512 BF16 on AMD). --resume keeps the arithmetic the run started in\n"
     "  --max-frames N        frames read per training clip (default 300)\n"
     "  --val-frames N        frames read per validation clip (default 7)\n"
     "  --resume              continue exactly from OUT.ckpt (same options and data)\n"
@@ -220,7 +221,8 @@ int main(int argc, char** argv) {
     if (args.has("--resume")) {
       if (!fs::exists(o.checkpoint)) throw Error(o.checkpoint + ": no checkpoint to resume from");
       resume = o.checkpoint;
-      init = load_model(resume);  // the checkpoint holds the pretrained SPyNet
+      o.compute = run_arithmetic(o.compute, resume);  // the run's own; another is an error
+      init = load_model(resume);                      // the checkpoint holds the pretrained SPyNet
       const json prov = json::parse(init.provenance_json, nullptr, false);
       if (prov.is_object()) {
         flow_info = prov.value("flow_pretraining", json());
@@ -289,7 +291,7 @@ int main(int argc, char** argv) {
         stderr,
         "qbasicvsr-train: %s, %zu clips, %zu validation clips, %d iterations x %d of %dx%dx%d (%s, %s)\n",
         init.arch.summary().c_str(), clips.size(), val.size(), o.iters, o.batch, o.frames, o.crop, o.crop,
-        deg.c_str(), uses_bf16(o.compute) ? "bf16 convolutions" : "fp32");
+        deg.c_str(), run_arithmetic(o.compute, "") == Compute::Bf16 ? "bf16 convolutions" : "fp32");
     const int freeze = o.flow_freeze >= 0 ? o.flow_freeze : o.iters / 5;
     std::fprintf(stderr, "qbasicvsr-train: SPyNet frozen for %d iterations, then trained at lr x %g\n",
                  std::min(freeze, o.iters), o.flow_lr_scale);
@@ -326,7 +328,7 @@ int main(int argc, char** argv) {
           {"lr", o.lr},
           {"flow_freeze", freeze},
           {"seed", o.seed},
-          {"compute", uses_bf16(o.compute) ? "bf16" : "fp32"},
+          {"compute", report.bf16 ? "bf16" : "fp32"},
           {"seconds_this_run", report.seconds},
           {"final_loss", report.losses.empty() ? 0.0 : report.losses.back().second}}},
         {"validation", {{"clips", val_names}, {"psnr_y", val_psnr}, {"bicubic_psnr_y", report.bicubic_psnr}}},

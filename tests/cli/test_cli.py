@@ -112,6 +112,17 @@ def expect_error(name, args, needle):
     case(name, good, f"rc={r.returncode} stderr={r.stderr!r}")
 
 
+def other_arithmetic_refused(tool, resume_args, checkpoint, state_key):
+    """Resuming a stopped run in the other arithmetic than it recorded is a one-line error that
+    leaves the checkpoint as it was."""
+    state = json.loads(read_metadata(checkpoint).get(state_key, "{}"))
+    before = open(checkpoint, "rb").read()
+    other = {"fp32": "bf16", "bf16": "fp32"}.get(state.get("compute"), "")
+    expect_error(f"{tool}: --resume in {other or '?'} of a run in {state.get('compute')} is refused",
+                 resume_args + ["--compute", other or "fp32"], "this run computes in " + str(state.get("compute")))
+    case(f"{tool}: the refused resume leaves the checkpoint", open(checkpoint, "rb").read() == before)
+
+
 def main():
     tmp = tempfile.mkdtemp()
     try:
@@ -442,6 +453,8 @@ def calibrate_cases(tmp, shipped):
     part = os.path.join(tmp, "q3.safetensors")
     r = run(base + ["--iters", "4", "--stop-at", "2", "-o", part], timeout=300)
     stopped = r.returncode == 0 and not os.path.exists(part) and os.path.exists(part + ".ckpt")
+    other_arithmetic_refused("calibrate", base + ["--iters", "4", "--resume", "-o", part], part + ".ckpt",
+                             "calibration_state")
     r = run(base + ["--iters", "4", "--resume", "-o", part], timeout=300)
     case("calibrate: --stop-at then --resume gives the uninterrupted result", stopped and r.returncode == 0
          and open(part, "rb").read() == open(out, "rb").read() and not os.path.exists(part + ".ckpt"), r.stderr)
@@ -554,6 +567,7 @@ def train_cases(tmp, quantized):
     part = os.path.join(tmp, "t3.safetensors")
     r = run(base + ["--stop-at", "4", "-o", part], timeout=300)
     stopped = r.returncode == 0 and not os.path.exists(part) and os.path.exists(part + ".ckpt")
+    other_arithmetic_refused("train", base + ["--resume", "-o", part], part + ".ckpt", "training_state")
     r = run(base + ["--resume", "-o", part], timeout=300)
     case("train: --stop-at then --resume gives the uninterrupted result", stopped and r.returncode == 0
          and tensor_bytes(part) == tensor_bytes(out), r.stderr)

@@ -1,5 +1,9 @@
 // SPyNet, warping and the BasicVSR network on analytically known cases.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
 
 #include "net/basicvsr.h"
 #include "net/spynet.h"
@@ -363,6 +367,43 @@ TEST_F(NetworkTest, Bf16TrainingConvolutionsStayCloseToFp32) {
   const float residual = max_abs(a - at::upsample_bilinear2d(lr[0], {40, 48}, false).unsqueeze(0));
   EXPECT_GT(max_abs(a - b), 0.0f) << "bf16 really ran";
   EXPECT_LT(max_abs(a - b), 0.02f * residual + 1e-4f);
+}
+
+TEST(RunArithmetic, AFreshRunResolvesAndAResumedRunKeepsItsOwn) {
+  const Compute faster = bf16_training_faster() ? Compute::Bf16 : Compute::Fp32;
+  EXPECT_EQ(run_arithmetic(Compute::Auto, ""), faster);
+  EXPECT_EQ(run_arithmetic(Compute::Fp32, ""), Compute::Fp32);
+  EXPECT_EQ(run_arithmetic(Compute::Bf16, ""), Compute::Bf16);
+  EXPECT_NE(error_of([] { run_arithmetic(Compute::Fp16, ""); }).find("auto, fp32 or bf16"),
+            std::string::npos);
+  if (!cpu_has_bf16()) {
+    EXPECT_FALSE(bf16_training_faster()) << "bf16 is never picked without the instructions";
+  }
+
+  char dir_template[] = "/tmp/qbasicvsr-arith-XXXXXX";
+  const std::string dir = mkdtemp(dir_template), path = dir + "/run.ckpt";
+  Model ck = random_model(test::tiny_arch(), 1);
+  // Both kinds of run record their arithmetic; auto on resume takes it whatever this CPU prefers.
+  for (const char* key : {"training_state", "calibration_state"}) {
+    for (const Compute c : {Compute::Fp32, Compute::Bf16}) {
+      ck.extra_metadata.clear();
+      ck.extra_metadata[key] = std::string(R"({"iteration":2,"compute":")") + compute_name(c) + "\"}";
+      save_model(path, ck);
+      EXPECT_EQ(run_arithmetic(Compute::Auto, path), c) << key;
+      EXPECT_EQ(run_arithmetic(c, path), c) << key;
+      const Compute other = c == Compute::Fp32 ? Compute::Bf16 : Compute::Fp32;
+      const std::string e = error_of([&] { run_arithmetic(other, path); });
+      EXPECT_NE(e.find(std::string("this run computes in ") + compute_name(c)), std::string::npos) << e;
+    }
+  }
+  // A checkpoint from before the record resolves like a fresh run.
+  ck.extra_metadata.clear();
+  ck.extra_metadata["training_state"] = R"({"iteration":2})";
+  save_model(path, ck);
+  EXPECT_EQ(run_arithmetic(Compute::Auto, path), faster);
+  EXPECT_EQ(run_arithmetic(Compute::Bf16, path), Compute::Bf16);
+  std::remove(path.c_str());
+  rmdir(dir.c_str());
 }
 
 TEST(Tiling, BandsPartitionTheRowsAndAShortRemainderJoinsTheLastBand) {

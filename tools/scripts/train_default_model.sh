@@ -16,8 +16,9 @@
 #   stills     the licence-clean photographs (models/DATA.md)      -> WORK/stills/*.png
 #   next       the next default (docs/TRAINING.md section 3): ARCH (default 64,5,32) on the three
 #              clips and the photographs (3 camera clips of 30 frames each), SPyNet from
-#              clean-c32n5, 4000 iterations in fp32 or bf16 (whichever --compute auto measures
-#              faster); in slices across sessions: STOP_AT=N stops there with a checkpoint, and
+#              clean-c32n5, 4000 iterations in COMPUTE (default fp32: on the Xeon VM bf16
+#              training is 1.6x slower, docs/TRAINING.md; a run keeps the arithmetic it started
+#              with); in slices across sessions: STOP_AT=N stops there with a checkpoint, and
 #              running the stage again continues from it   -> WORK/next-fp32.safetensors
 #   calibrate  partial/full W6A6 and W4A4 from WORK/fp32           -> WORK/{pq,fq}-w{6,4}a{6,4}.safetensors
 #   ablation   PTQ with/without TS-LBA and FG-VBA (docs/CALIBRATION.md) -> WORK/pq-w6a6-ptq*.eval.json
@@ -64,7 +65,7 @@ for stage in "${stages[@]}"; do
       init=(--arch "${ARCH:-64,5,32}" --base bicubic --flow-from "$here/models/clean-c32n5-fp32.safetensors")
       "$train" "${clips[@]}" --stills "$work/stills" --still-clips 3 --still-frames 30 "${val[@]}" "${common[@]}" \
         "${init[@]}" --iters 4000 --flow-freeze 3880 --lr 4e-4 --batch 4 --crop 48 --frames 8 --val-every 300 \
-        --checkpoint-every 100 --compute auto "${stop[@]}" "${resume[@]}" -o "$out" --report "$work/next.json" 2>&1 |
+        --checkpoint-every 100 --compute "${COMPUTE:-fp32}" "${stop[@]}" "${resume[@]}" -o "$out" --report "$work/next.json" 2>&1 |
         tee -a "$work/next.log" ;;
     calibrate)
       for scope in pq fq; do

@@ -70,6 +70,7 @@ struct LayerSensitivity {
 };
 
 struct CalibrationReport {
+  bool bf16 = false;  // the arithmetic of the student's convolutions (run_arithmetic)
   std::vector<LayerCalibration> layers;
   std::vector<LayerSensitivity> sensitivity;  // with target_bits
   // PSNR (dB, peak 1) of the quantized network against fp32 per frame index of the probe crops

@@ -119,6 +119,7 @@ struct Validation {
 };
 
 struct TrainReport {
+  bool bf16 = false;                           // the arithmetic of the convolutions (run_arithmetic)
   std::vector<std::pair<int, double>> losses;  // (iteration, Charbonnier loss)
   std::vector<Validation> validations;
   double bicubic_psnr = 0;  // the same validation for the bicubic baseline
@@ -141,6 +142,14 @@ Model train(const Model& init, const std::vector<GtClip>& clips, const std::vect
             const TrainOptions& options, TrainReport* report,
             const std::function<void(const TrainProgress&)>& progress = {},
             const std::function<void(const Validation&)>& on_validation = {}, const std::string& resume = "");
+
+// The arithmetic of a training or calibration run's convolutions: Compute::Fp32 or Compute::Bf16.
+// A fresh run (`checkpoint` empty) resolves `requested` on this machine (Auto: bf16 where
+// bf16_training_faster()); a resumed run keeps the arithmetic its checkpoint records, so that
+// stopping and resuming gives the uninterrupted run's weights on any machine, and asking it
+// for the other arithmetic is an Error. Checkpoints written before the record resolve like a
+// fresh run.
+Compute run_arithmetic(Compute requested, const std::string& checkpoint);
 
 // Throws Error when `clips` cannot give training sequences for `options` (too few frames, frames
 // too small for the crop, bad numbers); train() checks the same first.

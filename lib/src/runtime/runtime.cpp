@@ -68,6 +68,21 @@ bool cpu_has_bf16() {
 
 bool uses_bf16(Compute c) { return c == Compute::Bf16 || (c == Compute::Auto && cpu_has_bf16()); }
 
+bool bf16_training_faster() {
+  static const bool faster = [] {
+    std::ifstream f("/proc/cpuinfo");
+    std::string line, vendor, flags;
+    while (std::getline(f, line) && (vendor.empty() || flags.empty())) {
+      if (vendor.empty() && line.rfind("vendor_id", 0) == 0) vendor = line;
+      if (flags.empty() && line.rfind("flags", 0) == 0) flags = line + " ";
+    }
+    if (flags.find(" amx_bf16 ") != std::string::npos) return true;
+    return flags.find(" avx512_bf16 ") != std::string::npos &&
+           vendor.find("AuthenticAMD") != std::string::npos;
+  }();
+  return faster;
+}
+
 Compute parse_compute(const std::string& name) {
   if (name == "auto") return Compute::Auto;
   if (name == "fp32") return Compute::Fp32;

@@ -16,6 +16,7 @@
 #include "net/tensor_image.h"
 #include "qbasicvsr/error.h"
 #include "qbasicvsr/runtime.h"
+#include "qbasicvsr/training.h"
 #include "quant/engines.h"
 #include "quant/quantizer.h"
 #include "train/adam.h"
@@ -29,8 +30,7 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 constexpr double kCharbonnierEps = 1e-3;
-// Metadata key of a checkpoint's training state.
-constexpr const char* kStateKey = "calibration_state";
+constexpr const char* kStateKey = kCalibrationStateKey;
 // Factors tried on the initial activation ranges (CalibrationOptions::range_search).
 constexpr double kRangeScales[] = {0.8, 1.0, 1.2, 1.4, 1.7, 2.0};
 constexpr std::size_t kRangeSearchSequences = 32;
@@ -415,7 +415,9 @@ struct Student {
     m.quantization = out;
     json losses_json = json::array();
     for (const auto& s : report.losses) losses_json.push_back({s.iteration, s.loss, s.l_pix, s.l_skt});
-    m.extra_metadata[kStateKey] = json{{"iteration", iteration}, {"losses", losses_json}}.dump();
+    m.extra_metadata[kStateKey] =
+        json{{"iteration", iteration}, {"losses", losses_json}, {"compute", report.bf16 ? "bf16" : "fp32"}}
+            .dump();
     return m;
   }
 
@@ -436,7 +438,7 @@ bool distill(const BasicVSR& teacher, Student& student, QuantPlan& plan,
   adam.add(student.weight_params, o.lr_weights);
   adam.add(student.range_params, o.lr_ranges);
   if (!resume.empty()) adam.restore(read_safetensors(resume + ".adam"));
-  TrainEngine train(plan, student.l, student.u, student.clip, uses_bf16(o.compute));
+  TrainEngine train(plan, student.l, student.u, student.clip, report.bf16);
   Fp32Engine fp32;
   const TrainingLoop loop(start, o.iters, o.stop_at, o.checkpoint_every, o.checkpoint);
   for (int it = start; it < o.iters; ++it) {
@@ -541,6 +543,7 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
                   std::to_string(sequences[i].size()) + " frame(s); at least 2 are needed");
   configure_runtime(o.threads);
   CalibrationReport report;
+  report.bf16 = run_arithmetic(o.compute, resume) == Compute::Bf16;  // before minutes of statistics
   const auto layers = conv_layers(fp.arch);
   const BasicVSR teacher(fp);
 

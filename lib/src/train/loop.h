@@ -14,6 +14,10 @@
 
 namespace qbasicvsr {
 
+// Metadata keys of a checkpoint's state (iteration, losses, the arithmetic of the run).
+constexpr const char* kTrainingStateKey = "training_state";
+constexpr const char* kCalibrationStateKey = "calibration_state";
+
 inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }

@@ -29,7 +29,7 @@ namespace {
 using nlohmann::json;
 
 constexpr double kCharbonnierEps = 1e-3;
-constexpr const char* kStateKey = "training_state";
+constexpr const char* kStateKey = kTrainingStateKey;
 // Held-out synthetic flow pairs (fixed seed, independent of the training seed).
 constexpr int kSyntheticValPairs = 64;
 constexpr uint64_t kSyntheticValSeed = 0x5eed;
@@ -314,7 +314,7 @@ void pretrain_flow(Model& model, const std::vector<std::vector<Image>>& frames,
   }
   Adam adam;
   adam.add(params, o.lr);
-  AutogradEngine engine(uses_bf16(o.compute));
+  AutogradEngine engine(run_arithmetic(o.compute, "") == Compute::Bf16);
   std::vector<std::pair<int, double>> losses;  // (iteration, training EPE)
   const TrainingLoop loop(0, o.iters, 0, 0, "");
   for (int it = 0; it < o.iters; ++it) {
@@ -379,6 +379,31 @@ double validate(const Model* model, const std::vector<GtClip>& validation, Degra
   return sum / static_cast<double>(validation.size());
 }
 
+Compute run_arithmetic(Compute requested, const std::string& checkpoint) {
+  if (requested != Compute::Auto && requested != Compute::Fp32 && requested != Compute::Bf16)
+    throw Error(std::string("training and calibration compute in auto, fp32 or bf16, not ") +
+                compute_name(requested));
+  const Compute fresh = requested == Compute::Bf16 || (requested == Compute::Auto && bf16_training_faster())
+                            ? Compute::Bf16
+                            : Compute::Fp32;
+  if (checkpoint.empty()) return fresh;
+  const Model ck = load_model(checkpoint);
+  std::string recorded;
+  for (const char* key : {kStateKey, kCalibrationStateKey}) {
+    const auto it = ck.extra_metadata.find(key);
+    if (it == ck.extra_metadata.end()) continue;
+    const auto state = json::parse(it->second, nullptr, false);
+    if (!state.is_discarded() && state.contains("compute") && state["compute"].is_string())
+      recorded = state["compute"].get<std::string>();
+  }
+  if (recorded.empty()) return fresh;
+  const Compute kept = recorded == "bf16" ? Compute::Bf16 : Compute::Fp32;
+  if (requested != Compute::Auto && requested != kept)
+    throw Error(checkpoint + ": this run computes in " + recorded + "; resume it with --compute " + recorded +
+                " or auto (or start it again to change the arithmetic)");
+  return kept;
+}
+
 Model train(const Model& init, const std::vector<GtClip>& clips, const std::vector<GtClip>& validation,
             const TrainOptions& o, TrainReport* report_out,
             const std::function<void(const TrainProgress&)>& progress,
@@ -404,6 +429,7 @@ Model train(const Model& init, const std::vector<GtClip>& clips, const std::vect
     start_model.weights = ck.weights;
   }
   report.start_iteration = start;
+  report.bf16 = run_arithmetic(o.compute, resume) == Compute::Bf16;
   const int freeze = o.flow_freeze >= 0 ? o.flow_freeze : o.iters / 5;
 
   std::vector<ClipData> data;
@@ -428,7 +454,7 @@ Model train(const Model& init, const std::vector<GtClip>& clips, const std::vect
   adam.add(main_params, o.lr);
   adam.add(flow_params, o.lr * o.flow_lr_scale);
   if (!resume.empty()) adam.restore(read_safetensors(resume + ".adam"));
-  AutogradEngine engine(uses_bf16(o.compute));
+  AutogradEngine engine(report.bf16);
   if (!validation.empty()) report.bicubic_psnr = validate(nullptr, validation, o.degradation);
   for (auto& v : report.validations) v.bicubic = report.bicubic_psnr;
 
@@ -437,8 +463,11 @@ Model train(const Model& init, const std::vector<GtClip>& clips, const std::vect
     json losses = json::array(), vals = json::array();
     for (const auto& [i, l] : report.losses) losses.push_back({i, l});
     for (const auto& v : report.validations) vals.push_back({v.iteration, v.psnr});
-    m.extra_metadata[kStateKey] =
-        json{{"iteration", iteration}, {"losses", losses}, {"validations", vals}}.dump();
+    m.extra_metadata[kStateKey] = json{{"iteration", iteration},
+                                       {"losses", losses},
+                                       {"validations", vals},
+                                       {"compute", report.bf16 ? "bf16" : "fp32"}}
+                                      .dump();
     return m;
   };
   auto run_validation = [&](int iteration) {
