@@ -595,6 +595,12 @@ def train_cases(tmp, quantized):
          and sum("(camera " in c for c in prov["training"]["clips"]) == 4
          and prov["flow_pretraining"].get("from") == "clean-c32n5-fp32.safetensors"
          and tensor_subset(flow, spy(shipped)) == tensor_subset(shipped, spy(shipped)), r.stderr)
+    further = os.path.join(tmp, "flow2.safetensors")
+    r = run(fbase + ["--flow-iters", "2", "--flow-batch", "2", "--flow-size", "32", "-o", further], timeout=300)
+    prov = json.loads(read_metadata(further)["provenance"]) if r.returncode == 0 else {}
+    case("train: --flow-from pretrained further keeps where the SPyNet came from",
+         prov.get("flow_pretraining", {}).get("from") == "clean-c32n5-fp32.safetensors"
+         and prov["flow_pretraining"].get("iterations") == 2, r.stderr)
     x = os.path.join(tmp, "x.safetensors")
     write_png(os.path.join(tmp, "small.png"), 30, 60, seed=9)
     expect_error("train: photograph too small for the camera window",
