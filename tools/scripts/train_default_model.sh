@@ -20,9 +20,10 @@
 #              training is 1.6x slower, docs/TRAINING.md; a run keeps the arithmetic it started
 #              with); in slices across sessions: STOP_AT=N stops there with a checkpoint, and
 #              running the stage again continues from it   -> WORK/next-fp32.safetensors
-#   calibrate  partial/full W6A6 and W4A4 from WORK/fp32           -> WORK/{pq,fq}-w{6,4}a{6,4}.safetensors
+#   calibrate  partial/full W6A6 and W4A4 from FP (default WORK/fp32.safetensors; the next
+#              default: FP=WORK/next-fp32.safetensors)          -> WORK/{pq,fq}-w{6,4}a{6,4}.safetensors
 #   ablation   PTQ with/without TS-LBA and FG-VBA (docs/CALIBRATION.md) -> WORK/pq-w6a6-ptq*.eval.json
-#   eval       the table of docs/RESULTS.md                        -> WORK/*.eval.json
+#   eval       the table of docs/RESULTS.md for FP and its files   -> WORK/*.eval.json
 # Wall times on the 2-core dev VM are in models/clean-c32n5.md.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -42,6 +43,7 @@ for i in 1 2 3 4 5 6 7 8; do ev+=(--gt "$data/frames/vimeo_septuplets/00002_000$
 common=(--max-frames 300 --threads 2 --seed 7)
 sr=(--iters "${ITERS:-2400}" --flow-freeze $((${ITERS:-2400} - 120)) --lr 4e-4 --batch 4 --crop 48 --frames 8
   --val-every 400 --checkpoint-every 100 --compute bf16)
+fp=${FP:-$work/fp32.safetensors}
 mkdir -p "$work"
 for stage in "${stages[@]}"; do
   case $stage in
@@ -72,7 +74,7 @@ for stage in "${stages[@]}"; do
         for b in 6 4; do
           s=partial
           [ $scope = fq ] && s=full
-          "$calibrate" -m "$work/fp32.safetensors" "${clips[@]}" --degradation BI --bits $b --scope $s --iters 150 \
+          "$calibrate" -m "$fp" "${clips[@]}" --degradation BI --bits $b --scope $s --iters 150 \
             --batch 2 --crop 64 --frames 7 --threads 2 --seed 1 -o "$work/$scope-w${b}a${b}.safetensors" \
             --report "$work/$scope-w${b}a${b}.json" --plot "$work/$scope-w${b}a${b}.svg" 2>&1 |
             tee "$work/$scope-w${b}a${b}.log"
@@ -84,7 +86,7 @@ for stage in "${stages[@]}"; do
       # curve the adaptive rows are compared with at their mean bit-width.
       for v in ptq:"" ptq-uniform:--no-ts-lba; do
         name=pq-w6a6-${v%%:*}
-        [ -f "$work/$name.safetensors" ] || "$calibrate" -m "$work/fp32.safetensors" "${clips[@]}" --degradation BI \
+        [ -f "$work/$name.safetensors" ] || "$calibrate" -m "$fp" "${clips[@]}" --degradation BI \
           --bits 6 --iters 0 --crop 64 --frames 7 --threads 2 --seed 1 ${v#*:} -o "$work/$name.safetensors" \
           --report "$work/$name.json" 2>&1 | tee "$work/$name.log"
         "$evaluate" -m "$work/$name.safetensors" "${ev[@]}" --json >"$work/$name.eval.json"
@@ -100,7 +102,7 @@ for stage in "${stages[@]}"; do
     eval)
       "$evaluate" --bicubic "${ev[@]}" --json >"$work/bicubic.eval.json"
       "$evaluate" --bicubic "${ev[@]}" --degradation BD --json >"$work/bicubic-bd.eval.json"
-      "$evaluate" -m "$work/fp32.safetensors" "${ev[@]}" --json >"$work/fp32.eval.json"
+      "$evaluate" -m "$fp" "${ev[@]}" --json >"$work/fp32.eval.json"
       for q in pq-w6a6 fq-w6a6 pq-w4a4 fq-w4a4; do
         [ -f "$work/$q.safetensors" ] && "$evaluate" -m "$work/$q.safetensors" "${ev[@]}" --json >"$work/$q.eval.json"
       done
