@@ -32,7 +32,6 @@ constexpr const char* kUsage =
     "                           [--device cpu] [--compute auto|fp32|bf16]\n"
     "                           [--checkpoint-every 25] [--stop-at N] [--resume] [--report R.json]\n"
     "                           [--plot R.svg] [--target-bits X] [--sensitivity-sequences 4]\n"
-    "                           [--equalize A]\n"
     "\n"
     "Quantizes a full-precision model as QBasicVSR does, without ground truth. Each --clips is a\n"
     "folder of PNG frames or a video file of LR frames (--degradation BI|BD first makes LR frames of\n"
@@ -55,10 +54,6 @@ constexpr const char* kUsage =
     "                        instead of TS-LBA's percentiles: each layer's output error is measured\n"
     "                        alone at B and B + 2 bits on the centre crops of --sensitivity-sequences\n"
     "                        sequences, and the bits go where they lower the summed error most\n"
-    "  --equalize A          before anything else, rescale each residual stream's channel c by\n"
-    "                        (m_c / max m)^-A (m: its largest magnitude on the statistics crops), folded\n"
-    "                        into the weights: the same network in float with more even ranges per\n"
-    "                        channel for the one grid of each layer (0..1; default 0: off)\n"
     "  -o, --output F        the quantized model file\n"
     "  --report F, --plot F  JSON report; SVG of the per-layer statistics, bits and loss curve\n"
     "  --checkpoint-every N  write OUT.ckpt (and OUT.ckpt.adam) every N iterations; --resume\n"
@@ -106,8 +101,7 @@ int main(int argc, char** argv) {
         "--crop",    "--frames",    "--max-sequences", "--degradation", "--lambda-skt",
         "--lr",      "--lr-ranges", "--lambda",        "--gamma",       "--range-percentile",
         "--seed",    "--threads",   "--compute",       "--device",      "--checkpoint-every",
-        "--stop-at", "--report",    "--plot",          "--target-bits", "--sensitivity-sequences",
-        "--equalize"})
+        "--stop-at", "--report",    "--plot",          "--target-bits", "--sensitivity-sequences"})
     args.value("", v);
   args.flag("--no-ts-lba");
   args.flag("--no-fg-vba");
@@ -153,8 +147,6 @@ int main(int argc, char** argv) {
     o.stop_at = static_cast<int>(args.get_int("--stop-at", 0, 0, 1000000));
     if (args.has("--target-bits")) o.target_bits = args.get_double("--target-bits", 0);
     o.sensitivity_sequences = static_cast<int>(args.get_int("--sensitivity-sequences", 4, 1, 1000));
-    o.equalize = args.get_double("--equalize", 0);
-    if (!(o.equalize >= 0 && o.equalize <= 1)) args.die("--equalize must be in 0..1");
     try {
       o.validate();
     } catch (const Error& e) {
@@ -213,7 +205,6 @@ int main(int argc, char** argv) {
                            {"crop", o.crop},
                            {"seed", o.seed},
                            {"lambda_skt", o.lambda_skt},
-                           {"equalize", o.equalize},
                            {"final_loss", report.losses.empty() ? 0.0 : report.losses.back().loss},
                            {"first_loss", report.losses.empty() ? 0.0 : report.losses.front().loss}};
     out.provenance_json = prov.dump();
