@@ -270,7 +270,7 @@ int main(int argc, char** argv) {
                                        tty ? "   " : "\n");
                       });
         if (tty) std::fprintf(stderr, "\n");
-        const json from = flow_info.value("from", json());  // --flow-from, pretrained further
+        const json from = flow_info.is_object() ? flow_info.value("from", json()) : json();  // --flow-from
         flow_info = flow_json(fr);
         if (!from.is_null()) flow_info["from"] = from;
         flow_info["iterations"] = fo.iters;
