@@ -115,6 +115,9 @@ def expect_error(name, args, needle):
 def other_arithmetic_refused(tool, resume_args, checkpoint, state_key):
     """Resuming a stopped run in the other arithmetic than it recorded is a one-line error that
     leaves the checkpoint as it was."""
+    if not os.path.exists(checkpoint):
+        case(f"{tool}: a stopped run left a checkpoint to resume", False, checkpoint)
+        return
     state = json.loads(read_metadata(checkpoint).get(state_key, "{}"))
     before = open(checkpoint, "rb").read()
     other = {"fp32": "bf16", "bf16": "fp32"}.get(state.get("compute"), "")
