@@ -21,9 +21,10 @@ int runtime_threads();
 // Peak resident set size of this process in MiB (VmHWM).
 double peak_rss_mb();
 
-// Arithmetic of the convolutions in training and calibration: bfloat16 (mixed precision, fp32
-// master weights) is several times faster where the CPU has AVX-512 BF16; Auto picks it there
-// and fp32 elsewhere. Inference is not affected.
+// Arithmetic of the convolutions: bfloat16 (mixed precision, fp32 master weights) or fp32. For
+// training and calibration Auto means bf16 where bf16_training_faster(), and a resumed run keeps
+// its checkpoint's (run_arithmetic, training.h); for inference's float layers, where
+// cpu_has_bf16() (uses_bf16).
 // On a GPU (device cuda) the same names pick the inference arithmetic, and Fp16 is added there
 // (Auto: fp16).
 enum class Compute { Auto, Fp32, Bf16, Fp16 };
