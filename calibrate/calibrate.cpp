@@ -166,8 +166,7 @@ int main(int argc, char** argv) {
     std::string resume;
     if (args.has("--resume")) {
       if (!fs::exists(o.checkpoint)) throw Error(o.checkpoint + ": no checkpoint to resume from");
-      resume = o.checkpoint;
-      o.compute = run_arithmetic(o.compute, resume);  // the run's own; another is an error
+      resume = o.checkpoint;  // calibrate() keeps its arithmetic; asking for another is an error
     }
     std::fprintf(
         stderr, "qbasicvsr-calibrate: %s (%s), %zu sequences from %zu clips, W%dA%d %s, %d iterations x %d\n",

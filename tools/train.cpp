@@ -221,8 +221,8 @@ int main(int argc, char** argv) {
     if (args.has("--resume")) {
       if (!fs::exists(o.checkpoint)) throw Error(o.checkpoint + ": no checkpoint to resume from");
       resume = o.checkpoint;
-      o.compute = run_arithmetic(o.compute, resume);  // the run's own; another is an error
-      init = load_model(resume);                      // the checkpoint holds the pretrained SPyNet
+      init = load_model(resume);                            // the checkpoint holds the pretrained SPyNet
+      o.compute = run_arithmetic(o.compute, init, resume);  // the run's own; another is an error
       const json prov = json::parse(init.provenance_json, nullptr, false);
       if (prov.is_object()) {
         flow_info = prov.value("flow_pretraining", json());

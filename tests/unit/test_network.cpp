@@ -394,6 +394,9 @@ TEST(RunArithmetic, AFreshRunResolvesAndAResumedRunKeepsItsOwn) {
       const Compute other = c == Compute::Fp32 ? Compute::Bf16 : Compute::Fp32;
       const std::string e = error_of([&] { run_arithmetic(other, path); });
       EXPECT_NE(e.find(std::string("this run computes in ") + compute_name(c)), std::string::npos) << e;
+      // The form for a checkpoint already loaded answers alike and names what it is told.
+      EXPECT_EQ(run_arithmetic(Compute::Auto, ck, "loaded.ckpt"), c) << key;
+      EXPECT_EQ(error_of([&] { run_arithmetic(other, ck, "loaded.ckpt"); }).rfind("loaded.ckpt: ", 0), 0u);
     }
   }
   // A checkpoint from before the record resolves like a fresh run.

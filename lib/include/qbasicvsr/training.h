@@ -148,8 +148,9 @@ Model train(const Model& init, const std::vector<GtClip>& clips, const std::vect
 // bf16_training_faster()); a resumed run keeps the arithmetic its checkpoint records, so that
 // stopping and resuming gives the uninterrupted run's weights on any machine, and asking it
 // for the other arithmetic is an Error. Checkpoints written before the record resolve like a
-// fresh run.
+// fresh run. The second form takes a checkpoint already loaded (`name` names it in the error).
 Compute run_arithmetic(Compute requested, const std::string& checkpoint);
+Compute run_arithmetic(Compute requested, const Model& checkpoint, const std::string& name);
 
 // Throws Error when `clips` cannot give training sequences for `options` (too few frames, frames
 // too small for the crop, bad numbers); train() checks the same first.

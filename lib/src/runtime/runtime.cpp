@@ -55,14 +55,19 @@ double peak_rss_mb() {
   return 0.0;
 }
 
+namespace {
+// The first /proc/cpuinfo line starting with `key`, with a space appended ("" without one).
+std::string cpuinfo_line(const char* key) {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(key, 0) == 0) return line + " ";
+  return "";
+}
+}  // namespace
+
 bool cpu_has_bf16() {
-  static const bool has = [] {
-    std::ifstream f("/proc/cpuinfo");
-    std::string line;
-    while (std::getline(f, line))
-      if (line.rfind("flags", 0) == 0) return line.find(" avx512_bf16") != std::string::npos;
-    return false;
-  }();
+  static const bool has = cpuinfo_line("flags").find(" avx512_bf16 ") != std::string::npos;
   return has;
 }
 
@@ -70,15 +75,9 @@ bool uses_bf16(Compute c) { return c == Compute::Bf16 || (c == Compute::Auto && 
 
 bool bf16_training_faster() {
   static const bool faster = [] {
-    std::ifstream f("/proc/cpuinfo");
-    std::string line, vendor, flags;
-    while (std::getline(f, line) && (vendor.empty() || flags.empty())) {
-      if (vendor.empty() && line.rfind("vendor_id", 0) == 0) vendor = line;
-      if (flags.empty() && line.rfind("flags", 0) == 0) flags = line + " ";
-    }
+    const std::string flags = cpuinfo_line("flags");
     if (flags.find(" amx_bf16 ") != std::string::npos) return true;
-    return flags.find(" avx512_bf16 ") != std::string::npos &&
-           vendor.find("AuthenticAMD") != std::string::npos;
+    return cpu_has_bf16() && cpuinfo_line("vendor_id").find("AuthenticAMD") != std::string::npos;
   }();
   return faster;
 }

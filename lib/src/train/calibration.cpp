@@ -507,12 +507,11 @@ void measure_result(const Model& out, const CalibrationOptions& o, const std::ve
 
 // Resuming: the checkpoint's ranges, clips and weights into q and the student, its loss history
 // into the report; returns the iteration it stopped at.
-int restore_checkpoint(const std::string& resume, const Model& fp, QuantSettings& q, Model& student_model,
-                       CalibrationReport& report) {
-  Model ck = load_model(resume);
+int restore_checkpoint(const Model& ck, const std::string& resume, const Model& fp, QuantSettings& q,
+                       Model& student_model, CalibrationReport& report) {
   if (!ck.quantization || !ck.extra_metadata.count(kStateKey) || !(ck.arch == fp.arch))
     throw Error(resume + ": not a calibration checkpoint of this model");
-  const auto state = json::parse(ck.extra_metadata[kStateKey], nullptr, false);
+  const auto state = json::parse(ck.extra_metadata.at(kStateKey), nullptr, false);
   if (state.is_discarded() || !state.contains("iteration"))
     throw Error(resume + ": damaged checkpoint state");
   for (const auto& s : state.value("losses", json::array()))
@@ -543,7 +542,10 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
                   std::to_string(sequences[i].size()) + " frame(s); at least 2 are needed");
   configure_runtime(o.threads);
   CalibrationReport report;
-  report.bf16 = run_arithmetic(o.compute, resume) == Compute::Bf16;  // before minutes of statistics
+  // The checkpoint is read once, and its arithmetic checked before minutes of statistics.
+  const Model ck = resume.empty() ? Model() : load_model(resume);
+  report.bf16 = (resume.empty() ? run_arithmetic(o.compute, "") : run_arithmetic(o.compute, ck, resume)) ==
+                Compute::Bf16;
   const auto layers = conv_layers(fp.arch);
   const BasicVSR teacher(fp);
 
@@ -577,7 +579,7 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
 
   // 2. The student: the same weights (or a checkpoint's), learnable ranges and weight clips.
   Model student_model = fp;
-  const int start = resume.empty() ? 0 : restore_checkpoint(resume, fp, q, student_model, report);
+  const int start = resume.empty() ? 0 : restore_checkpoint(ck, resume, fp, q, student_model, report);
   report.start_iteration = start;
   QuantPlan plan(fp.arch, q);
   Student student(student_model, layers, plan, q);

@@ -379,19 +379,27 @@ double validate(const Model* model, const std::vector<GtClip>& validation, Degra
   return sum / static_cast<double>(validation.size());
 }
 
-Compute run_arithmetic(Compute requested, const std::string& checkpoint) {
+namespace {
+Compute fresh_arithmetic(Compute requested) {
   if (requested != Compute::Auto && requested != Compute::Fp32 && requested != Compute::Bf16)
     throw Error(std::string("training and calibration compute in auto, fp32 or bf16, not ") +
                 compute_name(requested));
-  const Compute fresh = requested == Compute::Bf16 || (requested == Compute::Auto && bf16_training_faster())
-                            ? Compute::Bf16
-                            : Compute::Fp32;
-  if (checkpoint.empty()) return fresh;
-  const Model ck = load_model(checkpoint);
+  return requested == Compute::Bf16 || (requested == Compute::Auto && bf16_training_faster()) ? Compute::Bf16
+                                                                                              : Compute::Fp32;
+}
+}  // namespace
+
+Compute run_arithmetic(Compute requested, const std::string& checkpoint) {
+  if (checkpoint.empty()) return fresh_arithmetic(requested);
+  return run_arithmetic(requested, load_model(checkpoint), checkpoint);
+}
+
+Compute run_arithmetic(Compute requested, const Model& checkpoint, const std::string& name) {
+  const Compute fresh = fresh_arithmetic(requested);
   std::string recorded;
   for (const char* key : {kStateKey, kCalibrationStateKey}) {
-    const auto it = ck.extra_metadata.find(key);
-    if (it == ck.extra_metadata.end()) continue;
+    const auto it = checkpoint.extra_metadata.find(key);
+    if (it == checkpoint.extra_metadata.end()) continue;
     const auto state = json::parse(it->second, nullptr, false);
     if (!state.is_discarded() && state.contains("compute") && state["compute"].is_string())
       recorded = state["compute"].get<std::string>();
@@ -399,7 +407,7 @@ Compute run_arithmetic(Compute requested, const std::string& checkpoint) {
   if (recorded.empty()) return fresh;
   const Compute kept = recorded == "bf16" ? Compute::Bf16 : Compute::Fp32;
   if (requested != Compute::Auto && requested != kept)
-    throw Error(checkpoint + ": this run computes in " + recorded + "; resume it with --compute " + recorded +
+    throw Error(name + ": this run computes in " + recorded + "; resume it with --compute " + recorded +
                 " or auto (or start it again to change the arithmetic)");
   return kept;
 }
@@ -427,9 +435,11 @@ Model train(const Model& init, const std::vector<GtClip>& clips, const std::vect
     for (const auto& v : state.value("validations", json::array()))
       report.validations.push_back({v[0].get<int>(), v[1].get<double>(), 0.0});
     start_model.weights = ck.weights;
+    report.bf16 = run_arithmetic(o.compute, ck, resume) == Compute::Bf16;
+  } else {
+    report.bf16 = run_arithmetic(o.compute, "") == Compute::Bf16;
   }
   report.start_iteration = start;
-  report.bf16 = run_arithmetic(o.compute, resume) == Compute::Bf16;
   const int freeze = o.flow_freeze >= 0 ? o.flow_freeze : o.iters / 5;
 
   std::vector<ClipData> data;
