@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# How the shipped default model (models/clean-c32n5-*) is made, stage by stage, on the
-# licence-clean clips of ../shared/data (MANIFEST.md section 4): cockatoo.mp4 (BSD-2-Clause),
-# cityCC0.mpg (MIT/CC0) and vtest.avi (Apache-2.0/BSD-3-Clause). Held out for validation and
-# evaluation, never trained or calibrated on: Vimeo-90K septuplets 00002_0001..0008
-# (research-only, used only to measure).
+# How the shipped models are made, stage by stage, on the licence-clean clips of
+# ../shared/data (MANIFEST.md section 4): cockatoo.mp4 (BSD-2-Clause), cityCC0.mpg (MIT/CC0)
+# and vtest.avi (Apache-2.0/BSD-3-Clause), and the photographs of models/DATA.md.
+#   clean-c32n5 (the small model): flow sr calibrate eval
+#   clean-c64n5 (the default):     stills next, then FP=WORK/next-fp32.safetensors SCOPES=pq
+#                                  with calibrate eval (models/clean-c64n5.md)
+# Held out for validation and evaluation, never trained or calibrated on: Vimeo-90K
+# septuplets 00002_0001..0008 (research-only, used only to measure).
 #
 #   train_default_model.sh WORK_DIR [STAGE...]
 #
@@ -14,17 +17,18 @@
 #   continue   more SR iterations from models/clean-c32n5-fp32 (training across sessions;
 #              ITERS=N, default 2400)                              -> WORK/fp32.safetensors
 #   stills     the licence-clean photographs (models/DATA.md)      -> WORK/stills/*.png
-#   next       the next default (docs/TRAINING.md section 3): ARCH (default 64,5,32) on the three
+#   next       the default clean-c64n5 (docs/TRAINING.md section 3): ARCH (default 64,5,32) on the three
 #              clips and the photographs (3 camera clips of 30 frames each), SPyNet from
 #              clean-c32n5, 4000 iterations in COMPUTE (default fp32: on the Xeon VM bf16
 #              training is 1.6x slower, docs/TRAINING.md; a run keeps the arithmetic it started
 #              with); in slices across sessions: STOP_AT=N stops there with a checkpoint, and
 #              running the stage again continues from it   -> WORK/next-fp32.safetensors
-#   calibrate  partial/full W6A6 and W4A4 from FP (default WORK/fp32.safetensors; the next
-#              default: FP=WORK/next-fp32.safetensors)          -> WORK/{pq,fq}-w{6,4}a{6,4}.safetensors
+#   calibrate  partial/full W6A6 and W4A4 from FP (default WORK/fp32.safetensors; for
+#              clean-c64n5: FP=WORK/next-fp32.safetensors; SCOPES="pq" for the shipped partial
+#              files only)                                     -> WORK/{pq,fq}-w{6,4}a{6,4}.safetensors
 #   ablation   PTQ with/without TS-LBA and FG-VBA (docs/CALIBRATION.md) -> WORK/pq-w6a6-ptq*.eval.json
 #   eval       the table of docs/RESULTS.md for FP and its files   -> WORK/*.eval.json
-# Wall times on the 2-core dev VM are in models/clean-c32n5.md.
+# Wall times on the 2-core dev VMs are in the model cards.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 work=$1
@@ -70,7 +74,7 @@ for stage in "${stages[@]}"; do
         --checkpoint-every 100 --compute "${COMPUTE:-fp32}" "${stop[@]}" "${resume[@]}" -o "$out" --report "$work/next.json" 2>&1 |
         tee -a "$work/next.log" ;;
     calibrate)
-      for scope in pq fq; do
+      for scope in ${SCOPES:-pq fq}; do
         for b in 6 4; do
           s=partial
           [ $scope = fq ] && s=full
@@ -104,10 +108,12 @@ for stage in "${stages[@]}"; do
       "$evaluate" --bicubic "${ev[@]}" --degradation BD --json >"$work/bicubic-bd.eval.json"
       "$evaluate" -m "$fp" "${ev[@]}" --json >"$work/fp32.eval.json"
       for q in pq-w6a6 fq-w6a6 pq-w4a4 fq-w4a4; do
-        [ -f "$work/$q.safetensors" ] && "$evaluate" -m "$work/$q.safetensors" "${ev[@]}" --json >"$work/$q.eval.json"
+        [ -f "$work/$q.safetensors" ] || continue
+        "$evaluate" -m "$work/$q.safetensors" "${ev[@]}" --json >"$work/$q.eval.json"
+        "$evaluate" -m "$work/$q.safetensors" "${ev[@]}" --no-adapt --json >"$work/$q-noadapt.eval.json"
       done
       for f in "$work"/*.eval.json; do
-        python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["mean"]; print("%-28s PSNR-Y %.3f  SSIM-Y %.4f" % (sys.argv[1].split("/")[-1], m["psnr"], m["ssim"]))' "$f"
+        python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["mean"]; print("%-28s bits %5.2f  PSNR-Y %.3f  SSIM-Y %.4f" % (sys.argv[1].split("/")[-1], m.get("bits", 32), m["psnr"], m["ssim"]))' "$f"
       done ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
