@@ -161,13 +161,15 @@ int main(int argc, char** argv) {
     const Model fp = load_model(model_path);
     if (fp.quantization)
       throw Error(model_path + " is already quantized; calibrate its full-precision source instead");
-    std::vector<std::string> clip_names;
-    const auto sequences = load_sequences(args.all("--clips"), frames, max_seq, degrade, &clip_names);
     std::string resume;
     if (args.has("--resume")) {
       if (!fs::exists(o.checkpoint)) throw Error(o.checkpoint + ": no checkpoint to resume from");
-      resume = o.checkpoint;  // calibrate() keeps its arithmetic; asking for another is an error
+      resume = o.checkpoint;
+      // The run's own arithmetic; asking for another is a one-line error before any clip is read.
+      o.compute = run_arithmetic(o.compute, resume);
     }
+    std::vector<std::string> clip_names;
+    const auto sequences = load_sequences(args.all("--clips"), frames, max_seq, degrade, &clip_names);
     std::fprintf(
         stderr, "qbasicvsr-calibrate: %s (%s), %zu sequences from %zu clips, W%dA%d %s, %d iterations x %d\n",
         model_path.c_str(), fp.arch.summary().c_str(), sequences.size(), clip_names.size(), o.bits, o.bits,
