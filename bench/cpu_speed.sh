@@ -25,13 +25,17 @@ row c64n30-fp32 --arch 64,30 -p fp32
 row c64n30-int8 --arch 64,30 -p int8 --bits 6 --float-layers fp32
 row c64n30-int8-bf16 --arch 64,30 -p int8 --bits 6 --float-layers bf16
 row c64n30-int8-full --arch 64,30 -p int8 --bits 6 --scope full
-default=$here/models/clean-c32n5-pq-w6a6.safetensors
-row default-fp32 -m "$here/models/clean-c32n5-fp32.safetensors" -p fp32
-row default-int8 -m "$default" -p int8 --float-layers fp32
-row default-int8-bf16 -m "$default" -p int8 --float-layers bf16
+# The default model is the file models/default names (its fp32 file); its calibrated W6A6 file
+# ships beside it as <name>-pq-w6a6.safetensors.
+fp32=$here/models/$(tr -d "[:space:]" <"$here/models/default")
+w6a6=${fp32%-fp32.safetensors}-pq-w6a6.safetensors
+basename "$fp32" >"$out/default.txt"
+row default-fp32 -m "$fp32" -p fp32
+row default-int8 -m "$w6a6" -p int8 --float-layers fp32
+row default-int8-bf16 -m "$w6a6" -p int8 --float-layers bf16
 # The shipped file is calibrated for the partial scope: the full scope runs the fp32 file on
 # ranges observed during the warm-up pass.
-row default-int8-full -m "$here/models/clean-c32n5-fp32.safetensors" -p int8 --bits 6 --scope full
+row default-int8-full -m "$fp32" -p int8 --bits 6 --scope full
 if [ "${PYTORCH:-1}" != 0 ]; then
   LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4 "${PYTHON:-/usr/bin/python3}" "$here/bench/pytorch_reference_bench.py" \
     --arch 64,30 --size 180x320 --frames "$frames" --threads "$threads" --runs 2 >"$out/pytorch.txt"
@@ -43,6 +47,7 @@ rows = ["c64n30-fp32", "c64n30-int8", "c64n30-int8-bf16", "c64n30-int8-full",
         "default-fp32", "default-int8", "default-int8-bf16", "default-int8-full"]
 data = {r: json.load(open(os.path.join(out, r + ".json"))) for r in rows}
 print("CPU:", open(os.path.join(out, "cpu.txt")).read().strip())
+print("default model:", open(os.path.join(out, "default.txt")).read().strip())
 print("| row | ms/frame | vs fp32 | conv ms/frame | conv share | end-to-end / conv floor | peak RSS MB |")
 print("|---|---|---|---|---|---|---|")
 for r in rows:

@@ -6,6 +6,7 @@
 # Vimeo-90K 00002_0001..0008 with FG-VBA and with --no-adapt. One heavy job at a time.
 #   official_rows.sh WORK_DIR [ROW ...]
 # rows: uniform, pq-w6-ptq, pq-w6, pq-w4, bd-pq-w6-ptq, bd-pq-w6, fq-w6, fq-w4 (default: all)
+# CALIBRATE_FLAGS (split on spaces) go to every calibration after the row's own flags: experiments.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=$1
@@ -30,7 +31,7 @@ row() {  # NAME FP DEGRADATION calibrate-options...
   shift 3
   if [ ! -f "$work/$name.safetensors" ]; then
     /usr/bin/time -f "%e s wall" "$calibrate" -m "$fp" "${cal[@]}" --degradation "$deg" --crop 48 --frames 5 \
-      --batch 2 --seed 1 --threads 2 "$@" -o "$work/$name.safetensors" --report "$work/$name.json" \
+      --batch 2 --seed 1 --threads 2 "$@" ${CALIBRATE_FLAGS:-} -o "$work/$name.safetensors" --report "$work/$name.json" \
       --plot "$work/$name.svg" 2>"$work/$name.log"
   fi
   "$evaluate" -m "$work/$name.safetensors" "${ev[@]}" --degradation "$deg" --json >"$work/$name.eval.json"
