@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <limits>
 #include <tuple>
 
 #include "net/dnnl_ops.h"
@@ -19,6 +20,21 @@ using namespace dnnl_ops;
 // Adding and subtracting 1.5 * 2^23 rounds a float of magnitude < 2^22 to the nearest integer,
 // ties to even, in the default rounding mode, and vectorizes where nearbyint() would not.
 constexpr float kRoundMagic = 12582912.0f;
+
+// Without VNNI, oneDNN's int8 kernels multiply u8 activations by s8 weights with vpmaddubsw, which
+// adds each pair of neighbouring input channels' products into a saturating int16: 8-bit
+// activations (up to 255) times 8-bit weights (up to 127) overflow it (2 * 255 * 127 > 32767), and
+// the result is silently wrong. VNNI (AVX-512 or AVX) and AMX accumulate in int32.
+// The ISA values are bit sets, each a superset of the ones it extends: the VNNI bit is what
+// avx512_core_vnni adds to avx512_core, and avx2_vnni to avx2. The effective ISA is the CPU's,
+// capped by ONEDNN_MAX_CPU_ISA (how the tests reach this path on any AVX2 machine).
+bool int8_pairs_saturate() {
+  const auto bits = [](dnnl::cpu_isa i) { return static_cast<unsigned>(i); };
+  const unsigned isa = bits(dnnl::get_effective_cpu_isa());
+  const unsigned vnni512 = bits(dnnl::cpu_isa::avx512_core_vnni) & ~bits(dnnl::cpu_isa::avx512_core);
+  const unsigned vnni256 = bits(dnnl::cpu_isa::avx2_vnni) & ~bits(dnnl::cpu_isa::avx2);
+  return (isa & (vnni512 | vnni256)) == 0;
+}
 
 }  // namespace
 
@@ -89,6 +105,9 @@ struct Int8Engine::Impl {
     memory weights, bias;
     bool out_codes = false;
     ActGrid out_grid;
+    // The input channels are given twice and the weights split in halves, w = w1 + w2 with
+    // |w1|, |w2| <= 64, so that no pair of products saturates (int8_pairs_saturate()).
+    bool split = false;
   };
 
   Prim& get(int id, const Conv& c, PostOp post, int next, bool sum, int64_t n, int64_t h, int64_t w) {
@@ -105,17 +124,25 @@ struct Int8Engine::Impl {
     auto it = cache.find(key);
     if (it != cache.end()) return it->second;
 
-    const int64_t out_c = c.weight.size(0), in_c = c.weight.size(1), k = c.weight.size(2);
+    const int64_t out_c = c.weight.size(0), k = c.weight.size(2);
     const ActGrid& in = plan.grid(id);
     const int bits = plan.bits(id);
     const at::Tensor weight = c.weight.contiguous();
     const at::Tensor w_scales = weight_scales(weight_clip_values(weight, plan.weight_clip(id)), bits);
-    const at::Tensor codes = weight_codes(weight, w_scales, bits).to(at::kChar).contiguous();
+    at::Tensor codes = weight_codes(weight, w_scales, bits).to(at::kChar);
+    Prim p;
+    p.split = pairs_saturate &&
+              2 * int64_t{in.qmax} * codes.abs().max().item<int64_t>() > std::numeric_limits<int16_t>::max();
+    if (p.split) {
+      const at::Tensor half = codes.div(2, "trunc");
+      codes = at::cat({half, codes - half}, 1);
+    }
+    codes = codes.contiguous();
+    const int64_t src_c = codes.size(1);
     // Accumulator units: the bias is added to the int32 sum before the output scale.
     const at::Tensor acc_scale = w_scales * in.scale;
     const at::Tensor bias = (c.bias / acc_scale).contiguous();
 
-    Prim p;
     p.out_codes = out_codes;
     at::Tensor out_scales = acc_scale;
     if (out_codes) {
@@ -125,7 +152,7 @@ struct Int8Engine::Impl {
     const auto out_scales_c = out_scales.contiguous();
     const float* os = out_scales_c.data_ptr<float>();
 
-    const memory::dims src_dims{n, in_c, h, w}, w_dims{out_c, in_c, k, k}, dst_dims{n, out_c, h, w};
+    const memory::dims src_dims{n, src_c, h, w}, w_dims{out_c, src_c, k, k}, dst_dims{n, out_c, h, w};
     const memory::desc src_md(src_dims, dt::u8, tag::nhwc);
     const memory::desc w_md(w_dims, dt::s8, tag::any);
     const memory::desc b_md({out_c}, dt::f32, tag::x);
@@ -160,6 +187,7 @@ struct Int8Engine::Impl {
   }
 
   const QuantPlan& plan;
+  const bool pairs_saturate = int8_pairs_saturate();
   dnnl::engine eng;
   dnnl::stream strm;
   std::map<Key, Prim> cache;
@@ -176,7 +204,7 @@ Act Int8Engine::conv(int id, const Conv& c, const Act& x, PostOp post, int next,
   const QuantPlan& plan = impl_->plan;
   if (!plan.quantized(id)) return impl_->float_layers.conv(id, c, x, post, next, residual);
   const ActGrid& g = plan.grid(id);
-  const at::Tensor src =
+  at::Tensor src =
       x.codes && x.grid.scale == g.scale && x.grid.zero_point == g.zero_point && x.grid.qmax == g.qmax
           ? x.t.contiguous(at::MemoryFormat::ChannelsLast)
           : quantize_codes(x.values(), g);
@@ -184,6 +212,7 @@ Act Int8Engine::conv(int id, const Conv& c, const Act& x, PostOp post, int next,
   if (residual && !residual->is_contiguous(at::MemoryFormat::ChannelsLast))
     *residual = residual->contiguous(at::MemoryFormat::ChannelsLast);
   auto& p = impl_->get(id, c, post, next, residual != nullptr, n, h, w);
+  if (p.split) src = at::cat({src, src}, 1).contiguous(at::MemoryFormat::ChannelsLast);
 
   const int64_t out_c = c.weight.size(0);
   Act out;
