@@ -32,7 +32,6 @@ constexpr const char* kUsage =
     "                           [--device cpu] [--compute auto|fp32|bf16]\n"
     "                           [--checkpoint-every 25] [--stop-at N] [--resume] [--report R.json]\n"
     "                           [--plot R.svg] [--target-bits X] [--sensitivity-sequences 4]\n"
-    "                           [--bias-correction 0]\n"
     "\n"
     "Quantizes a full-precision model as QBasicVSR does, without ground truth. Each --clips is a\n"
     "folder of PNG frames or a video file of LR frames (--degradation BI|BD first makes LR frames of\n"
@@ -55,9 +54,6 @@ constexpr const char* kUsage =
     "                        instead of TS-LBA's percentiles: each layer's output error is measured\n"
     "                        alone at B and B + 2 bits on the centre crops of --sensitivity-sequences\n"
     "                        sequences, and the bits go where they lower the summed error most\n"
-    "  --bias-correction N   after the range search, N rounds of empirical bias correction: each\n"
-    "                        quantized layer's bias moves by its output mean's error against fp32 on\n"
-    "                        the search crops; the round closest to the fp32 frames is kept (0: off)\n"
     "  -o, --output F        the quantized model file\n"
     "  --report F, --plot F  JSON report; SVG of the per-layer statistics, bits and loss curve\n"
     "  --checkpoint-every N  write OUT.ckpt (and OUT.ckpt.adam) every N iterations; --resume\n"
@@ -100,32 +96,12 @@ int main(int argc, char** argv) {
   cli::Args args("qbasicvsr-calibrate", kUsage);
   args.value("-m", "--model");
   args.value("-o", "--output");
-  for (const char* v : {"--clips",
-                        "--bits",
-                        "--scope",
-                        "--iters",
-                        "--batch",
-                        "--crop",
-                        "--frames",
-                        "--max-sequences",
-                        "--degradation",
-                        "--lambda-skt",
-                        "--lr",
-                        "--lr-ranges",
-                        "--lambda",
-                        "--gamma",
-                        "--range-percentile",
-                        "--seed",
-                        "--threads",
-                        "--compute",
-                        "--device",
-                        "--checkpoint-every",
-                        "--stop-at",
-                        "--report",
-                        "--plot",
-                        "--target-bits",
-                        "--sensitivity-sequences",
-                        "--bias-correction"})
+  for (const char* v :
+       {"--clips",   "--bits",      "--scope",         "--iters",       "--batch",
+        "--crop",    "--frames",    "--max-sequences", "--degradation", "--lambda-skt",
+        "--lr",      "--lr-ranges", "--lambda",        "--gamma",       "--range-percentile",
+        "--seed",    "--threads",   "--compute",       "--device",      "--checkpoint-every",
+        "--stop-at", "--report",    "--plot",          "--target-bits", "--sensitivity-sequences"})
     args.value("", v);
   args.flag("--no-ts-lba");
   args.flag("--no-fg-vba");
@@ -171,7 +147,6 @@ int main(int argc, char** argv) {
     o.stop_at = static_cast<int>(args.get_int("--stop-at", 0, 0, 1000000));
     if (args.has("--target-bits")) o.target_bits = args.get_double("--target-bits", 0);
     o.sensitivity_sequences = static_cast<int>(args.get_int("--sensitivity-sequences", 4, 1, 1000));
-    o.bias_correction_rounds = static_cast<int>(args.get_int("--bias-correction", 0, 0, 10));
     try {
       o.validate();
     } catch (const Error& e) {

@@ -44,7 +44,6 @@ std::string report_json(const CalibrationReport& r) {
       {"step_psnr", {{"initial", r.step_psnr_initial}, {"final", r.step_psnr_final}}},
       {"range_scale", r.range_scale},
       {"range_search", range_search},
-      {"bias_correction", {{"mse", r.bias_correction}, {"round_kept", r.bias_correction_round}}},
       {"losses", losses},
       {"start_iteration", r.start_iteration},
       {"stats_seconds", r.stats_seconds},

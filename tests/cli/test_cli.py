@@ -445,24 +445,6 @@ def calibrate_cases(tmp, shipped):
     case("calibrate: the range search tries 0.8..2 and keeps the factor with the least error",
          len(search) == 6 and min(search, key=lambda e: e["mse"])["scale"] == rep["range_scale"]
          and len({e["mse"] for e in search}) > 1, str(search))
-    # Bias correction: PTQ with and without it; only the quantized layers' biases may differ.
-    ptq, bc = os.path.join(tmp, "ptq.safetensors"), os.path.join(tmp, "bc.safetensors")
-    r = run(base + ["--iters", "0", "-o", ptq], timeout=300)
-    r2 = run(base + ["--iters", "0", "--bias-correction", "2", "-o", bc, "--report", bc + ".json"], timeout=300)
-    ok = r.returncode == 0 and r2.returncode == 0
-    rep = json.load(open(bc + ".json")) if ok else {}
-    mse, kept = rep.get("bias_correction", {}).get("mse", []), rep.get("bias_correction", {}).get("round_kept", -1)
-    case("calibrate --bias-correction 2: rounds 0..2 scored, the one with the least error kept",
-         len(mse) == 3 and kept == mse.index(min(mse)) and len(set(mse)) > 1, r2.stderr + str(mse))
-    quantized_biases = {l["name"] + ".bias" for l in rep.get("layers", []) if l["quantized"]}
-    names = safetensors_names(bc) if ok else []
-    others = [n for n in names if n not in quantized_biases]
-    moved = [n for n in sorted(quantized_biases) if tensor_subset(bc, [n]) != tensor_subset(ptq, [n])]
-    case("calibrate --bias-correction: only quantized layers' biases move, all of them when a round is kept",
-         ok and others and tensor_subset(bc, others) == tensor_subset(ptq, others)
-         and len(moved) == (len(quantized_biases) if kept > 0 else 0), f"kept {kept}, moved {len(moved)}")
-    expect_error("calibrate: --bias-correction out of range", base + ["--bias-correction", "11", "-o", bc + ".x"],
-                 "--bias-correction must be")
     r2 = run([TOOLS["upscale"], "-m", out, clip, os.path.join(tmp, "cal-out")], timeout=300)
     case("calibrated model runs as int8 by default", r2.returncode == 0 and "int8 W4 partial, ranges calibrated"
          in r2.stderr, r2.stderr)

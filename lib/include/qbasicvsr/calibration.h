@@ -36,10 +36,6 @@ struct CalibrationOptions {
   // Then scale all initial ranges by the factor (0.8 .. 2) whose fake-quantized network best
   // reproduces the fp32 frames on the statistics crops.
   bool range_search = true;
-  // Then empirical bias correction: this many rounds of moving each quantized layer's bias by its
-  // output mean's error (fake-quantized against fp32 on the same crops); the round whose frames
-  // are closest to the fp32 ones is kept, 0 rounds included. 0: off.
-  int bias_correction_rounds = 0;
   // A mean bit-width instead of TS-LBA's percentiles: every quantized layer's output error is
   // measured alone at bits and bits + 2 on the centre crops of `sensitivity_sequences` sequences,
   // and b_L is chosen so that the modelled sum of errors is least with a mean bit-width at
@@ -88,8 +84,6 @@ struct CalibrationReport {
   double mean_bits = 0;                                 // over quantized layers and sequences
   double range_scale = 1;                               // the factor range_search chose
   std::vector<std::pair<double, double>> range_search;  // (factor, mean squared error of the frames)
-  std::vector<double> bias_correction;                  // mean squared error of the frames per round
-  int bias_correction_round = 0;                        // the round kept
   struct Step {
     int iteration;
     double loss, l_pix, l_skt;

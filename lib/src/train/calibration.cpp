@@ -222,8 +222,6 @@ void CalibrationOptions::validate() const {
     throw Error("--target-bits must be in " + std::to_string(min_allocated_bits()) + "..8 for --bits " +
                 std::to_string(bits) + " (each layer gets between bits - 1 and 8)");
   if (sensitivity_sequences < 1) throw Error("at least one sensitivity sequence is needed");
-  if (bias_correction_rounds < 0 || bias_correction_rounds > 10)
-    throw Error("--bias-correction takes 0..10 rounds");
   if (compute == Compute::Fp16)
     throw Error("--compute must be auto, fp32 or bf16 (fp16 is for GPU inference)");
 }
@@ -244,8 +242,7 @@ void collect_statistics(const BasicVSR& teacher, const std::vector<std::vector<I
                         const CalibrationOptions& o, Statistics& st) {
   // The range search scores on the statistics crops of up to kRangeSearchSequences sequences,
   // evenly spread, against the teacher frames this pass computes anyway.
-  const std::size_t n_search =
-      o.range_search || o.bias_correction_rounds > 0 ? std::min(sequences.size(), kRangeSearchSequences) : 0;
+  const std::size_t n_search = o.range_search ? std::min(sequences.size(), kRangeSearchSequences) : 0;
   c10::InferenceMode guard;
   for (std::size_t s = 0; s < sequences.size(); ++s) {
     const auto& seq = sequences[s];
@@ -295,72 +292,6 @@ QuantSettings search_range_scale(const BasicVSR& teacher, const Architecture& ar
     }
   }
   return best;
-}
-
-// Runs the fake-quantized network and measures, for each quantized convolution, the mean per
-// channel of its own quantization error: its output minus the float convolution of the same
-// input (both before the activation and residual add), over every call.
-class OwnErrorMeans : public Engine {
- public:
-  OwnErrorMeans(FakeEngine& fake, std::size_t n_layers) : fake_(fake), sums_(n_layers), calls_(n_layers, 0) {}
-  Act conv(int id, const Conv& c, const Act& x, PostOp post, int, at::Tensor* residual) override {
-    at::Tensor y = fake_.conv(id, c, x, PostOp::None, -1, nullptr).values();
-    if (fake_.quantizes(id)) {
-      const auto i = static_cast<std::size_t>(id);
-      const at::Tensor m = (y - fp32_.conv(id, c, x, PostOp::None, -1, nullptr).values()).mean({0, 2, 3});
-      sums_[i] = sums_[i].defined() ? sums_[i] + m.to(at::kDouble) : m.to(at::kDouble);
-      ++calls_[i];
-    }
-    y = apply_post(std::move(y), post);
-    if (!residual) return y;
-    residual->add_(y);
-    return *residual;
-  }
-  bool quantizes(int id) const override { return fake_.quantizes(id); }
-  // Undefined for a layer that never ran quantized.
-  at::Tensor mean(int id) const {
-    const auto i = static_cast<std::size_t>(id);
-    return calls_[i] ? sums_[i] / static_cast<double>(calls_[i]) : at::Tensor();
-  }
-
- private:
-  FakeEngine& fake_;
-  Fp32Engine fp32_;
-  std::vector<at::Tensor> sums_;
-  std::vector<int64_t> calls_;
-};
-
-// Empirical bias correction: each quantized layer's bias moves against the mean of its own
-// quantization error on the search crops, for a few rounds (each measures the network the
-// previous one corrected); the round whose frames are closest to the teacher's is kept (round 0:
-// no correction). Changes the quantized layers' biases in `model`.
-void correct_biases(const Model& fp, const std::vector<LayerInfo>& layers, const QuantPlan& plan,
-                    const Statistics& st, int rounds, Model& model, CalibrationReport& report) {
-  c10::InferenceMode guard;
-  double best_err = -1;
-  Model current = fp;
-  for (int round = 0; round <= rounds; ++round) {
-    const BasicVSR net(current);
-    FakeEngine fake(plan);
-    OwnErrorMeans means(fake, layers.size());
-    double err = 0;
-    for (std::size_t i = 0; i < st.search_crops.size(); ++i)
-      err += (net.forward(st.search_crops[i], means) - st.search_targets[i]).square().mean().item<double>();
-    err /= static_cast<double>(st.search_crops.size());
-    report.bias_correction.push_back(err);
-    if (best_err < 0 || err < best_err) {
-      best_err = err;
-      model = current;
-      report.bias_correction_round = round;
-    }
-    if (round == rounds) break;
-    for (std::size_t id = 0; id < layers.size(); ++id) {
-      const at::Tensor shift = means.mean(static_cast<int>(id));
-      if (!shift.defined()) continue;
-      HostTensor& bias = current.weights.at(layers[id].name + ".bias");
-      bias = to_host(to_tensor(bias) - shift.to(at::kFloat));
-    }
-  }
 }
 
 // Phase 2: the first quantization settings from the statistics: FG-VBA's lambda and thresholds
@@ -646,14 +577,11 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
   report.ts_lba = th;
   report.stats_seconds = seconds_since(t_stats);
 
-  // 2. The student: the same weights (bias-corrected, or a checkpoint's), learnable ranges and
-  // weight clips.
+  // 2. The student: the same weights (or a checkpoint's), learnable ranges and weight clips.
   Model student_model = fp;
-  QuantPlan plan(fp.arch, q);
-  if (resume.empty() && o.bias_correction_rounds > 0)
-    correct_biases(fp, layers, plan, st, o.bias_correction_rounds, student_model, report);
   const int start = resume.empty() ? 0 : restore_checkpoint(ck, resume, fp, q, student_model, report);
   report.start_iteration = start;
+  QuantPlan plan(fp.arch, q);
   Student student(student_model, layers, plan, q);
   auto export_at = [&](int iteration) {
     return student.export_model(fp, layers, plan, q, report, iteration);
