@@ -13,6 +13,12 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 out=$1
 bench=${2:-$here/build/bench/qbasicvsr-bench}
 frames=${FRAMES:-8} runs=${RUNS:-3} threads=${THREADS:-2}
+tcmalloc=/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4
+if [ "${PYTORCH:-1}" != 0 ] && [ ! -f "$tcmalloc" ]; then
+  # Without it the PyTorch row would run on glibc's malloc and still be labelled tcmalloc.
+  echo "cpu_speed.sh: $tcmalloc is missing (apt-get install libgoogle-perftools4), or PYTORCH=0" >&2
+  exit 2
+fi
 mkdir -p "$out"
 lscpu | sed -n 's/^Model name: *//p' >"$out/cpu.txt"
 common=(--size 180x320 --frames "$frames" --runs "$runs" --threads "$threads" --profile --json)
@@ -37,7 +43,7 @@ row default-int8-bf16 -m "$w6a6" -p int8 --float-layers bf16
 # ranges observed during the warm-up pass.
 row default-int8-full -m "$fp32" -p int8 --bits 6 --scope full
 if [ "${PYTORCH:-1}" != 0 ]; then
-  LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4 "${PYTHON:-/usr/bin/python3}" "$here/bench/pytorch_reference_bench.py" \
+  LD_PRELOAD=$tcmalloc "${PYTHON:-/usr/bin/python3}" "$here/bench/pytorch_reference_bench.py" \
     --arch 64,30 --size 180x320 --frames "$frames" --threads "$threads" --runs 2 >"$out/pytorch.txt"
 fi
 "${PYTHON:-/usr/bin/python3}" - "$out" <<'PY'
