@@ -36,7 +36,7 @@ constexpr const char* kUsage =
     "  --no-adapt       no FG-VBA bit offset per clip\n"
     "  --float-layers M the layers int8 leaves in float in fp32, bf16 or auto (as in\n"
     "                   qbasicvsr-upscale); on device cuda every convolution's arithmetic,\n"
-    "                   fp32 (IEEE), bf16, fp16 or auto (fp16)\n"
+    "                   fp32 (IEEE), bf16, fp16 or auto (fp32)\n"
     "  --device D       cpu (default) or cuda (CUDA builds, tools/scripts/build-cuda.sh)\n"
     "  --input RAW      the clip instead of random frames: raw 8-bit RGB frames of HxW back to\n"
     "                   back (e.g. ffmpeg -f rawvideo -pix_fmt rgb24); --frames of them\n"

@@ -101,7 +101,7 @@ GType scope_get_type() {
 GType float_layers_get_type() {
   static GType type = 0;
   static const GEnumValue values[] = {
-      {static_cast<int>(qbasicvsr::Compute::Auto), "bf16 where the CPU has AVX-512 BF16, else fp32", "auto"},
+      {static_cast<int>(qbasicvsr::Compute::Auto), "bf16 where bf16 convolutions are the faster (AMX, or AVX-512 BF16 on AMD), else fp32", "auto"},
       {static_cast<int>(qbasicvsr::Compute::Fp32), "fp32", "fp32"},
       {static_cast<int>(qbasicvsr::Compute::Bf16), "bfloat16 inputs and weights, f32 accumulation", "bf16"},
       {static_cast<int>(qbasicvsr::Compute::Fp16), "float16 (device cuda only)", "fp16"},
@@ -768,7 +768,7 @@ static void gst_qbasicvsr_class_init(GstQbasicvsrClass* klass) {
           "float-layers", "Float layers",
           "Arithmetic of the layers int8 execution leaves in float (SPyNet and conv_last in the "
           "partial scope); fp32 and fake precision compute in fp32 on the CPU. On device cuda: "
-          "every convolution's arithmetic (auto: fp16)",
+          "every convolution's arithmetic (auto: fp32)",
           float_layers_get_type(), static_cast<int>(kDefaults.float_layers), kReadyFlags));
 
   gst_element_class_set_static_metadata(

@@ -370,14 +370,14 @@ TEST_F(NetworkTest, Bf16TrainingConvolutionsStayCloseToFp32) {
 }
 
 TEST(RunArithmetic, AFreshRunResolvesAndAResumedRunKeepsItsOwn) {
-  const Compute faster = bf16_training_faster() ? Compute::Bf16 : Compute::Fp32;
+  const Compute faster = bf16_faster() ? Compute::Bf16 : Compute::Fp32;
   EXPECT_EQ(run_arithmetic(Compute::Auto, ""), faster);
   EXPECT_EQ(run_arithmetic(Compute::Fp32, ""), Compute::Fp32);
   EXPECT_EQ(run_arithmetic(Compute::Bf16, ""), Compute::Bf16);
   EXPECT_NE(error_of([] { run_arithmetic(Compute::Fp16, ""); }).find("auto, fp32 or bf16"),
             std::string::npos);
   if (!cpu_has_bf16()) {
-    EXPECT_FALSE(bf16_training_faster()) << "bf16 is never picked without the instructions";
+    EXPECT_FALSE(bf16_faster()) << "bf16 is never picked without the instructions";
   }
 
   char dir_template[] = "/tmp/qbasicvsr-arith-XXXXXX";

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "adapt/fg_vba.h"
 #include "adapt/ts_lba.h"
@@ -10,6 +12,7 @@
 #include "net/engine.h"
 #include "qbasicvsr/profile.h"
 #include "qbasicvsr/runtime.h"
+#include "qbasicvsr/upscaler.h"
 #include "quant/engines.h"
 #include "quant/int8_engine.h"
 #include "quant/quantizer.h"
@@ -207,6 +210,36 @@ TEST_F(QuantTest, Int8MatchesFakeOnARandomNetwork) {
       EXPECT_LT(psnr(a, net.forward(lr)), 200.0) << "quantization changed nothing";
     }
   }
+}
+
+// The default float layers (Auto) resolve by bf16_faster(), which never picks bf16 where oneDNN may
+// not use it: quant-no-vnni runs this with oneDNN capped at AVX2 on CPUs that may have bf16, where
+// an int8 Upscaler with default options must still run (in fp32 float layers).
+TEST_F(QuantTest, Int8DefaultFloatLayersRunWhereverAutoResolves) {
+  EXPECT_EQ(UpscalerOptions().float_layers, Compute::Auto);
+  EXPECT_EQ(uses_bf16(Compute::Auto), bf16_faster());
+  EXPECT_TRUE(uses_bf16(Compute::Bf16));
+  EXPECT_FALSE(uses_bf16(Compute::Fp32));
+  if (!cpu_has_bf16()) {
+    EXPECT_FALSE(bf16_faster()) << "bf16 is never picked without the instructions";
+  }
+  const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+  if (cap && std::string(cap) == "AVX2") {
+    EXPECT_FALSE(bf16_faster()) << "oneDNN capped at AVX2 has no bf16 convolutions";
+  }
+  UpscalerOptions o;
+  o.precision = Precision::Int8;
+  o.bits = 6;
+  Upscaler up(random_model(small_arch(), 3), o);
+  EXPECT_STREQ(up.float_arithmetic(), bf16_faster() ? "bf16" : "fp32");
+  std::vector<Image> frames(3, Image{9, 7, std::vector<uint8_t>(9 * 7 * 3, 90), 8, {}});
+  for (std::size_t i = 0; i < frames[1].rgb.size(); ++i) frames[1].rgb[i] = static_cast<uint8_t>(i * 37);
+  std::size_t emitted = 0;
+  up.upscale(frames, [&](std::size_t, Image&& out) {
+    EXPECT_EQ(out.width, 36);
+    ++emitted;
+  });
+  EXPECT_EQ(emitted, 3u);
 }
 
 // fp32 that reports itself as quantizing and records the input channels each layer sees.

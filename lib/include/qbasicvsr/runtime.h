@@ -21,22 +21,22 @@ int runtime_threads();
 // Peak resident set size of this process in MiB (VmHWM).
 double peak_rss_mb();
 
-// Arithmetic of the convolutions: bfloat16 (mixed precision, fp32 master weights) or fp32. For
-// training and calibration Auto means bf16 where bf16_training_faster(), and a resumed run keeps
-// its checkpoint's (run_arithmetic, training.h); for inference's float layers, where
-// cpu_has_bf16() (uses_bf16).
-// On a GPU (device cuda) the same names pick the inference arithmetic, and Fp16 is added there
-// (Auto: fp16).
+// Arithmetic of the convolutions: bfloat16 (mixed precision, fp32 master weights) or fp32. Auto
+// means bf16 where bf16_faster(): for training and calibration (a resumed run keeps its
+// checkpoint's, run_arithmetic in training.h) and for inference's float layers (uses_bf16).
+// On a GPU (device cuda) the same names pick the inference arithmetic of every convolution, Fp16
+// is added there, and Auto is fp32 (IEEE) there.
 enum class Compute { Auto, Fp32, Bf16, Fp16 };
 // Whether this CPU has AVX-512 BF16 instructions.
 bool cpu_has_bf16();
-// Whether `c` resolves to bfloat16 on this machine (inference: Auto where cpu_has_bf16()).
+// Whether `c` resolves to bfloat16 on this CPU (Auto: where bf16_faster()).
 bool uses_bf16(Compute c);
-// Whether bf16 training convolutions (forward and backward) are known to be faster than fp32 on
-// this CPU: with AMX-BF16, or AVX-512 BF16 on AMD (2.2-3.3x faster on the AMD EPYC dev VM; on an
-// Intel Xeon with AVX-512 BF16 but no AMX they were 1.6x slower). A fixed rule, not a timing, so
-// that every process on a machine resolves Auto alike.
-bool bf16_training_faster();
+// Whether bf16 convolutions are known to be faster than fp32 ones on this CPU: with AMX-BF16, or
+// AVX-512 BF16 on AMD (training 2.2-3.3x faster on the AMD EPYC dev VM; inference's SPyNet 6.4x
+// with AMX), and oneDNN may use them (ONEDNN_MAX_CPU_ISA can forbid it). On an Intel Xeon with
+// AVX-512 BF16 but no AMX they were 1.6-2x slower. A fixed rule, not a timing, so that every
+// process on a machine resolves Auto alike.
+bool bf16_faster();
 // "auto", "fp32", "bf16" or "fp16"; throws Error otherwise.
 Compute parse_compute(const std::string& name);
 const char* compute_name(Compute c);

@@ -145,7 +145,7 @@ Model train(const Model& init, const std::vector<GtClip>& clips, const std::vect
 
 // The arithmetic of a training or calibration run's convolutions: Compute::Fp32 or Compute::Bf16.
 // A fresh run (`checkpoint` empty) resolves `requested` on this machine (Auto: bf16 where
-// bf16_training_faster()); a resumed run keeps the arithmetic its checkpoint records, so that
+// bf16_faster()); a resumed run keeps the arithmetic its checkpoint records, so that
 // stopping and resuming gives the uninterrupted run's weights on any machine, and asking it
 // for the other arithmetic is an Error. Checkpoints written before the record resolve like a
 // fresh run. The second form takes a checkpoint already loaded (`name` names it in the error).

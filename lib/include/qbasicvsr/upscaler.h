@@ -34,9 +34,10 @@ struct UpscalerOptions {
   std::optional<Scope> scope;  // scope override for models without quantization settings
   bool adaptive = true;        // FG-VBA: pick b_V per clip from its complexity
   // Arithmetic of the layers int8 execution leaves in float (SPyNet and conv_last in the partial
-  // scope): fp32, or bfloat16 inputs and weights with f32 accumulation; Auto is bf16 where the
-  // CPU has AVX-512 BF16. Precision fp32 and fake always compute in fp32.
-  Compute float_layers = Compute::Fp32;
+  // scope): fp32, or bfloat16 inputs and weights with f32 accumulation; Auto is bf16 where bf16
+  // convolutions are the faster (bf16_faster(), runtime.h), else fp32. Precision fp32 and fake
+  // always compute in fp32 on the CPU. On device cuda: every convolution's arithmetic (Auto: fp32).
+  Compute float_layers = Compute::Auto;
   // Spatial tiling: frames run as bands of full-width LR rows with tile_overlap rows of context
   // on each side, blended across band boundaries. tile_rows 0 picks the band height from
   // max_memory_mb (0: never tile).

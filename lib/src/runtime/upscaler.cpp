@@ -57,12 +57,12 @@ at::Tensor centre_crop(const at::Tensor& lr) {
       .contiguous();
 }
 
-// The arithmetic of the float convolutions: on a GPU all of them follow float_layers (auto: fp16);
-// on the CPU only the layers int8 leaves in float do, and fp32 and fake compute in fp32.
+// The arithmetic of the float convolutions: on a GPU all of them follow float_layers (auto: fp32,
+// IEEE); on the CPU only the layers int8 leaves in float do, and fp32 and fake compute in fp32.
 FloatMath float_math(const UpscalerOptions& o, bool all_layers) {
   if (o.device == "cuda") {
-    if (o.float_layers == Compute::Fp32) return FloatMath::Fp32;
-    return o.float_layers == Compute::Bf16 ? FloatMath::Bf16 : FloatMath::Fp16;
+    if (o.float_layers == Compute::Bf16) return FloatMath::Bf16;
+    return o.float_layers == Compute::Fp16 ? FloatMath::Fp16 : FloatMath::Fp32;
   }
   if (all_layers) return FloatMath::Fp32;
   return uses_bf16(o.float_layers) ? FloatMath::Bf16 : FloatMath::Fp32;

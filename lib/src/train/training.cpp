@@ -384,7 +384,7 @@ Compute fresh_arithmetic(Compute requested) {
   if (requested != Compute::Auto && requested != Compute::Fp32 && requested != Compute::Bf16)
     throw Error(std::string("training and calibration compute in auto, fp32 or bf16, not ") +
                 compute_name(requested));
-  return requested == Compute::Bf16 || (requested == Compute::Auto && bf16_training_faster()) ? Compute::Bf16
+  return requested == Compute::Bf16 || (requested == Compute::Auto && bf16_faster()) ? Compute::Bf16
                                                                                               : Compute::Fp32;
 }
 }  // namespace
