@@ -101,7 +101,8 @@ GType scope_get_type() {
 GType float_layers_get_type() {
   static GType type = 0;
   static const GEnumValue values[] = {
-      {static_cast<int>(qbasicvsr::Compute::Auto), "bf16 where bf16 convolutions are the faster (AMX, or AVX-512 BF16 on AMD), else fp32", "auto"},
+      {static_cast<int>(qbasicvsr::Compute::Auto),
+       "bf16 where bf16 convolutions are the faster (AMX, or AVX-512 BF16 on AMD), else fp32", "auto"},
       {static_cast<int>(qbasicvsr::Compute::Fp32), "fp32", "fp32"},
       {static_cast<int>(qbasicvsr::Compute::Bf16), "bfloat16 inputs and weights, f32 accumulation", "bf16"},
       {static_cast<int>(qbasicvsr::Compute::Fp16), "float16 (device cuda only)", "fp16"},

@@ -3,6 +3,7 @@
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <malloc.h>
+
 #include <oneapi/dnnl/dnnl.hpp>
 #ifdef QBASICVSR_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
