@@ -66,6 +66,26 @@ TEST_F(NetworkTest, IntegerFlowMovesPixelsExactly) {
   }
 }
 
+// Features in channels_last take the library's own warp (every pixel blends its neighbours'
+// channel vectors); NCHW tensors take ATen's grid_sampler. Both must agree, at every channel
+// count (16-wide vectors and the scalar rest), for flows that leave the frame, land on whole
+// pixels and on the border.
+TEST_F(NetworkTest, ChannelsLastWarpMatchesGridSampler) {
+  for (int64_t c : {64, 20, 3}) {
+    const at::Tensor x = at::rand({2, c, 13, 17});
+    at::Tensor flow = at::randn({2, 2, 13, 17}) * 4.0;
+    flow.select(0, 1).select(0, 0).narrow(0, 0, 3).fill_(2.0);    // whole pixels
+    flow.select(0, 1).select(0, 1).narrow(0, 3, 3).fill_(-0.5);   // half a pixel up
+    flow.select(0, 0).select(0, 0).narrow(0, 6, 2).fill_(-30.0);  // far outside
+    flow.select(0, 0).select(0, 1).narrow(1, 16, 1).fill_(0.0);   // the last column, exactly
+    const at::Tensor fast = flow_warp(x.contiguous(at::MemoryFormat::ChannelsLast), flow);
+    const at::Tensor aten = flow_warp(x.contiguous(), flow);
+    EXPECT_TRUE(fast.is_contiguous(at::MemoryFormat::ChannelsLast)) << c;
+    EXPECT_LT(max_abs(fast - aten), 1e-6f) << c << " channels";
+    EXPECT_GT(max_abs(aten), 0.1f);
+  }
+}
+
 TEST_F(NetworkTest, ConstantResidualsDoubleAtEachFinerLevel) {
   // A constant residual b added at pyramid level k reaches the 1/1 level multiplied by
   // 2^(5-k) (each level upsamples and doubles the flow); the result is then resized to HxW
