@@ -86,6 +86,17 @@ TEST_F(NetworkTest, ChannelsLastWarpMatchesGridSampler) {
   }
 }
 
+// Training differentiates through the warp: features that need a gradient keep it.
+TEST(Warp, FeaturesThatNeedAGradientKeepIt) {
+  const at::Tensor x = at::rand({1, 16, 6, 7}).contiguous(at::MemoryFormat::ChannelsLast).requires_grad_();
+  const at::Tensor flow = (at::randn({1, 2, 6, 7}) * 2.0).requires_grad_();
+  flow_warp(x, flow).sum().backward();
+  ASSERT_TRUE(x.grad().defined());
+  ASSERT_TRUE(flow.grad().defined());
+  EXPECT_GT(x.grad().abs().sum().item<float>(), 0.0f);
+  EXPECT_GT(flow.grad().abs().sum().item<float>(), 0.0f);
+}
+
 TEST_F(NetworkTest, ConstantResidualsDoubleAtEachFinerLevel) {
   // A constant residual b added at pyramid level k reaches the 1/1 level multiplied by
   // 2^(5-k) (each level upsamples and doubles the flow); the result is then resized to HxW

@@ -1,6 +1,7 @@
 #include "net/conv.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -106,8 +107,11 @@ at::Tensor warp_channels_last(const at::Tensor& x, const at::Tensor& flow_in) {
 
 at::Tensor flow_warp(const at::Tensor& x, const at::Tensor& flow, bool border) {
   const int64_t h = x.size(2), w = x.size(3);
+  // The own loop has no gradient: training and calibration, which differentiate through the
+  // warp, take grid_sampler.
   if (!border && x.device().is_cpu() && x.scalar_type() == at::kFloat && flow.scalar_type() == at::kFloat &&
-      x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast) && x.size(1) > 1)
+      x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast) && x.size(1) > 1 &&
+      !(at::GradMode::is_enabled() && (x.requires_grad() || flow.requires_grad())))
     return warp_channels_last(x, flow);
   const auto opts = flow.options();
   // Normalised sampling grid: (p + flow) mapped to [-1, 1] with align_corners=True.
