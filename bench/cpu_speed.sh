@@ -21,6 +21,8 @@ if [ "${PYTORCH:-1}" != 0 ] && [ ! -f "$tcmalloc" ]; then
 fi
 mkdir -p "$out"
 lscpu | sed -n 's/^Model name: *//p' >"$out/cpu.txt"
+# What the default float layers (auto) resolve to on this CPU: the rows name fp32 and bf16 explicitly.
+"$bench" --arch 8,1 --size 16x16 --frames 2 -p int8 --bits 6 --json >"$out/auto.json"
 common=(--size 180x320 --frames "$frames" --runs "$runs" --threads "$threads" --profile --json)
 row() {  # NAME bench-options...
   local name=$1
@@ -54,6 +56,7 @@ rows = ["c64n30-fp32", "c64n30-int8", "c64n30-int8-bf16", "c64n30-int8-full",
 data = {r: json.load(open(os.path.join(out, r + ".json"))) for r in rows}
 print("CPU:", open(os.path.join(out, "cpu.txt")).read().strip())
 print("default model:", open(os.path.join(out, "default.txt")).read().strip())
+print("float-layers auto (the default) here:", json.load(open(os.path.join(out, "auto.json")))["quantization"].split("float layers ")[-1])
 print("| row | ms/frame | vs fp32 | conv ms/frame | conv share | end-to-end / conv floor | peak RSS MB |")
 print("|---|---|---|---|---|---|---|")
 for r in rows:
