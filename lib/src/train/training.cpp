@@ -385,7 +385,7 @@ Compute fresh_arithmetic(Compute requested) {
     throw Error(std::string("training and calibration compute in auto, fp32 or bf16, not ") +
                 compute_name(requested));
   return requested == Compute::Bf16 || (requested == Compute::Auto && bf16_faster()) ? Compute::Bf16
-                                                                                              : Compute::Fp32;
+                                                                                     : Compute::Fp32;
 }
 }  // namespace
 
