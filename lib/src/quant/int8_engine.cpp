@@ -25,15 +25,11 @@ constexpr float kRoundMagic = 12582912.0f;
 // adds each pair of neighbouring input channels' products into a saturating int16: 8-bit
 // activations (up to 255) times 8-bit weights (up to 127) overflow it (2 * 255 * 127 > 32767), and
 // the result is silently wrong. VNNI (AVX-512 or AVX) and AMX accumulate in int32.
-// The ISA values are bit sets, each a superset of the ones it extends: the VNNI bit is what
-// avx512_core_vnni adds to avx512_core, and avx2_vnni to avx2. The effective ISA is the CPU's,
-// capped by ONEDNN_MAX_CPU_ISA (how the tests reach this path on any AVX2 machine).
+// The VNNI bit is what avx512_core_vnni adds to avx512_core, and avx2_vnni to avx2; the effective
+// ISA is capped by ONEDNN_MAX_CPU_ISA (how the tests reach this path on any AVX2 machine).
 bool int8_pairs_saturate() {
-  const auto bits = [](dnnl::cpu_isa i) { return static_cast<unsigned>(i); };
-  const unsigned isa = bits(dnnl::get_effective_cpu_isa());
-  const unsigned vnni512 = bits(dnnl::cpu_isa::avx512_core_vnni) & ~bits(dnnl::cpu_isa::avx512_core);
-  const unsigned vnni256 = bits(dnnl::cpu_isa::avx2_vnni) & ~bits(dnnl::cpu_isa::avx2);
-  return (isa & (vnni512 | vnni256)) == 0;
+  return !effective_isa_adds(dnnl::cpu_isa::avx512_core_vnni, dnnl::cpu_isa::avx512_core) &&
+         !effective_isa_adds(dnnl::cpu_isa::avx2_vnni, dnnl::cpu_isa::avx2);
 }
 
 }  // namespace

@@ -3,8 +3,6 @@
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <malloc.h>
-
-#include <oneapi/dnnl/dnnl.hpp>
 #ifdef QBASICVSR_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
@@ -15,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include "net/dnnl_ops.h"
 #include "qbasicvsr/error.h"
 
 namespace qbasicvsr {
@@ -75,20 +74,12 @@ bool cpu_has_bf16() {
 
 bool uses_bf16(Compute c) { return c == Compute::Bf16 || (c == Compute::Auto && bf16_faster()); }
 
-namespace {
-// Whether oneDNN's effective ISA (the CPU's, capped by ONEDNN_MAX_CPU_ISA) has bf16 instructions.
-// The ISA values are bit sets, each a superset of the ones it extends: the bf16 bit is what
-// avx512_core_bf16 adds to avx512_core_vnni (AMX ISAs include it).
-bool onednn_allows_bf16() {
-  const auto bits = [](dnnl::cpu_isa i) { return static_cast<unsigned>(i); };
-  const unsigned bf16 = bits(dnnl::cpu_isa::avx512_core_bf16) & ~bits(dnnl::cpu_isa::avx512_core_vnni);
-  return (bits(dnnl::get_effective_cpu_isa()) & bf16) != 0;
-}
-}  // namespace
-
 bool bf16_faster() {
   static const bool faster = [] {
-    if (!onednn_allows_bf16()) return false;
+    // oneDNN may use bf16 (ONEDNN_MAX_CPU_ISA can forbid it): the bf16 bit is what
+    // avx512_core_bf16 adds to avx512_core_vnni, and AMX ISAs include it.
+    if (!dnnl_ops::effective_isa_adds(dnnl::cpu_isa::avx512_core_bf16, dnnl::cpu_isa::avx512_core_vnni))
+      return false;
     const std::string flags = cpuinfo_line("flags");
     if (flags.find(" amx_bf16 ") != std::string::npos) return true;
     return cpu_has_bf16() && cpuinfo_line("vendor_id").find("AuthenticAMD") != std::string::npos;
