@@ -32,6 +32,7 @@ constexpr const char* kUsage =
     "                           [--device cpu] [--compute auto|fp32|bf16]\n"
     "                           [--checkpoint-every 25] [--stop-at N] [--resume] [--report R.json]\n"
     "                           [--plot R.svg] [--target-bits X] [--sensitivity-sequences 4]\n"
+    "                           [--weight-rounding nearest|hessian]\n"
     "\n"
     "Quantizes a full-precision model as QBasicVSR does, without ground truth. Each --clips is a\n"
     "folder of PNG frames or a video file of LR frames (--degradation BI|BD first makes LR frames of\n"
@@ -54,6 +55,10 @@ constexpr const char* kUsage =
     "                        instead of TS-LBA's percentiles: each layer's output error is measured\n"
     "                        alone at B and B + 2 bits on the centre crops of --sensitivity-sequences\n"
     "                        sequences, and the bits go where they lower the summed error most\n"
+    "  --weight-rounding R   nearest (default): every weight to its nearest grid value, clip max |w|\n"
+    "                        per channel; hessian: each layer's clips and rounding chosen for its\n"
+    "                        inputs on the statistics crops (least output error, GPTQ-style), before\n"
+    "                        the range search and distillation\n"
     "  -o, --output F        the quantized model file\n"
     "  --report F, --plot F  JSON report; SVG of the per-layer statistics, bits and loss curve\n"
     "  --checkpoint-every N  write OUT.ckpt (and OUT.ckpt.adam) every N iterations; --resume\n"
@@ -103,6 +108,7 @@ int main(int argc, char** argv) {
         "--seed",    "--threads",   "--compute",       "--device",      "--checkpoint-every",
         "--stop-at", "--report",    "--plot",          "--target-bits", "--sensitivity-sequences"})
     args.value("", v);
+  args.value("", "--weight-rounding");
   args.flag("--no-ts-lba");
   args.flag("--no-fg-vba");
   args.flag("--no-range-search");
@@ -147,6 +153,10 @@ int main(int argc, char** argv) {
     o.stop_at = static_cast<int>(args.get_int("--stop-at", 0, 0, 1000000));
     if (args.has("--target-bits")) o.target_bits = args.get_double("--target-bits", 0);
     o.sensitivity_sequences = static_cast<int>(args.get_int("--sensitivity-sequences", 4, 1, 1000));
+    const std::string rounding = args.get("--weight-rounding", "nearest");
+    if (rounding != "nearest" && rounding != "hessian")
+      args.die("--weight-rounding must be nearest or hessian");
+    o.hessian_rounding = rounding == "hessian";
     try {
       o.validate();
     } catch (const Error& e) {

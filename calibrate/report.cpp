@@ -12,12 +12,14 @@ using nlohmann::json;
 std::string report_json(const CalibrationReport& r) {
   json layers = json::array();
   for (const auto& l : r.layers)
-    layers.push_back({{"name", l.name},
-                      {"quantized", l.quantized},
-                      {"s_space", l.s_space},
-                      {"s_temp", l.s_temp},
-                      {"b_L", l.b_L},
-                      {"range", {l.l, l.u}}});
+    layers.push_back(
+        {{"name", l.name},
+         {"quantized", l.quantized},
+         {"s_space", l.s_space},
+         {"s_temp", l.s_temp},
+         {"b_L", l.b_L},
+         {"range", {l.l, l.u}},
+         {"weight_error", {{"nearest", l.weight_error_nearest}, {"rounded", l.weight_error_rounded}}}});
   json sensitivity = json::array();
   for (const auto& l : r.sensitivity)
     sensitivity.push_back({{"name", l.name},

@@ -485,6 +485,7 @@ def calibrate_cases(tmp, shipped):
     expect_error("calibrate: no output", [TOOLS["calibrate"], "-m", shipped, "--clips", clip, "--bits", "6"],
                  "-o OUT")
     target_cases(tmp, base)
+    rounding_cases(tmp, base)
     return out
 
 
@@ -540,6 +541,45 @@ def target_cases(tmp, base):
                  "--target-bits must be in 3..8")
     expect_error("calibrate: no sensitivity sequences", base + ["--target-bits", "4.5", "--sensitivity-sequences", "0",
                                                                 "-o", out + ".x"], "--sensitivity-sequences must be")
+
+
+def read_tensor(path, name):
+    """One float32 tensor of a safetensors file as a numpy array."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        entry = json.loads(f.read(n))[name]
+        a, b = entry["data_offsets"]
+        f.seek(8 + n + a)
+        return np.frombuffer(f.read(b - a), dtype="<f4").reshape(entry["shape"])
+
+
+def rounding_cases(tmp, base):
+    out = os.path.join(tmp, "rounded.safetensors")
+    r = run(base + ["--iters", "0", "--target-bits", "4.6", "--sensitivity-sequences", "2", "--weight-rounding",
+                    "hessian", "-o", out, "--report", out + ".json"], timeout=300)
+    ok = r.returncode == 0
+    rep = json.load(open(out + ".json")) if ok else {}
+    errors = [l["weight_error"] for l in rep.get("layers", []) if l["quantized"]]
+    case("calibrate --weight-rounding hessian: no layer's output error above nearest rounding's, less in sum",
+         ok and len(errors) > 0 and all(0 <= e["rounded"] <= e["nearest"] * (1 + 1e-6) for e in errors)
+         and sum(e["rounded"] for e in errors) < 0.9 * sum(e["nearest"] for e in errors), r.stderr + str(errors[:4]))
+    # Without distillation the stored weights are the rounding itself: each quantized layer's
+    # feature columns are whole multiples of its clips' steps at its bits (b_V = 0), which the
+    # engines round to themselves.
+    q = json.loads(read_metadata(out)["quantization"]) if ok else {"layers": {}}
+    off_grid = []
+    for name, lq in q["layers"].items():
+        bits = min(8, max(2, q["b_base"] + lq.get("b_L", 0)))
+        w = read_tensor(out, name + ".weight").astype(np.float64)
+        if name.endswith("trunk.main.0"):
+            w = w[:, 3:]  # the frame's columns stay float
+        codes = w / (np.array(lq["weight_clip"])[:, None, None, None] / (2 ** (bits - 1) - 1))
+        if np.abs(codes - np.round(codes)).max() > 1e-3 or np.abs(codes).max() > 2 ** (bits - 1) - 1 + 1e-3:
+            off_grid.append(name)
+    case("calibrate --weight-rounding hessian: the stored weights lie on their clips' grids",
+         ok and len(q["layers"]) > 0 and not off_grid, str(off_grid))
+    expect_error("calibrate: bad --weight-rounding", base + ["--weight-rounding", "adaround", "-o", out + ".x"],
+                 "--weight-rounding must be nearest or hessian")
 
 
 def train_cases(tmp, quantized):

@@ -193,6 +193,84 @@ TEST_F(QuantTest, SteWeightGradients) {
 
 // --- Fake vs int8 execution ------------------------------------------------------------------
 
+// Hand-computed: w = [1, 0.3, 0.38] (one output channel, 1x1), 2 bits (codes -1, 0, 1), input
+// moments H = [[3, .5, 0], [.5, 2, .5], [0, .5, 1]], no damping. Clips: max |w| = 1 gives nearest
+// q = [1, 0, 0] with error d H d = 2 (.3)^2 + (.38)^2 + 2 (.5)(.3)(.38) = 0.4384, the least of the
+// fractions tried (0.8: .38 / .8 < .5 still rounds to 0, and 0.8 moves w0). Columns by decreasing
+// diagonal (0, 1, 2): column 0 is exact; column 1 rounds .3 to 0 and its error moves onto column 2
+// by H12 / H22 = .5: w2 = .38 + .15 = .53 rounds to 1. So Q = [1, 0, 1] with error
+// 2 (.09) + (.62)^2 + 2 (.5)(.3)(-.62) = 0.3784.
+TEST_F(QuantTest, HessianRoundingCarriesTheErrorForward) {
+  const at::Tensor w = at::tensor(std::vector<double>{1.0, 0.3, 0.38}).view({1, 3, 1, 1});
+  const at::Tensor h = at::tensor(std::vector<double>{3, .5, 0, .5, 2, .5, 0, .5, 1}).view({3, 3});
+  at::Tensor clip;
+  const at::Tensor q = hessian_round_weight(w, h, 2, &clip, /*damp=*/0.0);
+  EXPECT_DOUBLE_EQ(clip.item<double>(), 1.0);
+  const auto v = values(q);
+  EXPECT_FLOAT_EQ(v[0], 1.0f);
+  EXPECT_FLOAT_EQ(v[1], 0.0f);
+  EXPECT_FLOAT_EQ(v[2], 1.0f);
+  EXPECT_NEAR(weighted_weight_error(w, q, h).item<double>(), 0.3784, 1e-12);
+  EXPECT_NEAR(weighted_weight_error(w, fake_quant_weight(w, clip, 2), h).item<double>(), 0.4384, 1e-12);
+}
+
+// An input that is always zero (a dead ReLU channel) carries no error: it must not pull the clip.
+// The case above with a fourth weight, 0.75, on such an input: a clip of 0.75 would round it
+// exactly but costs the live columns 0.4684 (Q = [.75, 0, .75]) against 0.4384 at clip 1.
+TEST_F(QuantTest, HessianRoundingIgnoresInputsThatNeverVary) {
+  const at::Tensor w = at::tensor(std::vector<double>{1.0, 0.3, 0.38, 0.75}).view({1, 4, 1, 1});
+  const at::Tensor h =
+      at::tensor(std::vector<double>{3, .5, 0, 0, .5, 2, .5, 0, 0, .5, 1, 0, 0, 0, 0, 0}).view({4, 4});
+  at::Tensor clip;
+  const at::Tensor q = hessian_round_weight(w, h, 2, &clip, /*damp=*/1e-9);
+  EXPECT_DOUBLE_EQ(clip.item<double>(), 1.0);
+  const auto v = values(q);
+  EXPECT_EQ(v, (std::vector<float>{1.0f, 0.0f, 1.0f, 1.0f}));
+  EXPECT_NEAR(weighted_weight_error(w, q, h).item<double>(), 0.3784, 1e-9);
+}
+
+// On correlated inputs: the result lies on its clips' grid (the engines round it to itself), the
+// clips are fractions of max |w|, and the output error is well below nearest rounding's at the
+// same clips and at max |w|, and in no channel above it. With uncorrelated inputs nothing is
+// carried: nearest at the clips.
+TEST_F(QuantTest, HessianRoundingBeatsNearestOnCorrelatedInputs) {
+  at::manual_seed(3);
+  const at::Tensor w = at::randn({8, 2, 3, 3}) * 0.1;
+  const at::Tensor mix = at::randn({18, 18}) + 2.0 * at::eye(18);
+  const at::Tensor x = at::mm(at::randn({400, 18}), mix) + 0.5;  // correlated, not centred
+  at::Tensor gram;  // accumulated in two parts, as the calibration observes frame by frame
+  add_gram(gram, x.narrow(0, 0, 150));
+  add_gram(gram, x.narrow(0, 150, 250));
+  const at::Tensor h = gram / 400.0;
+  EXPECT_TRUE(
+      at::allclose(h, at::mm(x.t().to(at::kDouble), x.to(at::kDouble)).to(at::kFloat) / 400.0, 1e-5, 1e-4));
+  for (int bits : {3, 4, 6}) {
+    at::Tensor clip;
+    const at::Tensor q = hessian_round_weight(w, h, bits, &clip);
+    EXPECT_TRUE(at::equal(fake_quant_weight(q, clip, bits), q)) << bits;
+    const at::Tensor max_abs = w.abs().amax({1, 2, 3});
+    EXPECT_TRUE((clip <= max_abs).all().item<bool>() && (clip >= 0.5 * max_abs - 1e-7).all().item<bool>());
+    const double rounded = weighted_weight_error(w, q, h).sum().item<double>();
+    const double at_clips =
+        weighted_weight_error(w, fake_quant_weight(w, clip, bits), h).sum().item<double>();
+    const double at_max =
+        weighted_weight_error(w, fake_quant_weight(w, max_abs, bits), h).sum().item<double>();
+    EXPECT_LT(rounded, 0.8 * at_clips) << bits;
+    // No channel ends worse than its nearest rounding at its clip.
+    EXPECT_TRUE((weighted_weight_error(w, q, h) <=
+                 weighted_weight_error(w, fake_quant_weight(w, clip, bits), h) * (1 + 1e-6) + 1e-12)
+                    .all()
+                    .item<bool>())
+        << bits;
+    EXPECT_LE(at_clips, at_max) << bits;
+  }
+  const at::Tensor diag = at::diag(at::rand({18}) + 0.5);
+  at::Tensor clip;
+  const at::Tensor q = hessian_round_weight(w, diag, 4, &clip);
+  EXPECT_TRUE(at::equal(q, fake_quant_weight(w, clip, 4)));
+  EXPECT_THROW(hessian_round_weight(w, at::eye(17), 4, &clip), Error);
+}
+
 TEST_F(QuantTest, Int8MatchesFakeOnARandomNetwork) {
   c10::InferenceMode guard;
   const Architecture arch = small_arch();

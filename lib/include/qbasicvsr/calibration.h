@@ -42,6 +42,12 @@ struct CalibrationOptions {
   // b_V = 0 of at most target_bits (allocate_bits, each layer in [bits - 1, 8]).
   std::optional<double> target_bits;
   int sensitivity_sequences = 4;
+  // Weight rounding: false rounds every weight to its nearest grid value (clip max |w| per
+  // channel); true chooses each channel's clip and rounds the weights for the layer's measured
+  // input (hessian_round_weight: the second moment of its input patches on the statistics crops),
+  // after the bits are allocated and before the range search. Layers with more than
+  // kMaxHessianColumns inputs per output (SPyNet's wide 7x7 convs) keep the nearest rounding.
+  bool hessian_rounding = false;
   uint64_t seed = 1;
   int threads = 0;
   Compute compute = Compute::Auto;  // the student's convolutions (the teacher runs in fp32)
@@ -61,6 +67,9 @@ struct LayerCalibration {
   double s_space = 0, s_temp = 0;
   int b_L = 0;
   float l = 0, u = 0;  // final range
+  // With hessian_rounding: the layer's output error tr((W - Q) H (W - Q)^T) / tr(W H W^T) at b_V = 0
+  // with nearest rounding and with the rounding chosen (0, 0: not rounded for its input).
+  double weight_error_nearest = 0, weight_error_rounded = 0;
 };
 
 struct LayerSensitivity {

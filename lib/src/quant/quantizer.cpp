@@ -1,6 +1,10 @@
 #include "quant/quantizer.h"
 
+#include <oneapi/dnnl/dnnl.h>
+
+#include <limits>
 #include <optional>
+#include <string>
 
 #include "qbasicvsr/error.h"
 #ifdef QBASICVSR_CUDA
@@ -69,6 +73,81 @@ at::Tensor weight_codes(const at::Tensor& w, const at::Tensor& scales, int bits)
 at::Tensor fake_quant_weight(const at::Tensor& w, const at::Tensor& clip, int bits) {
   const auto s = weight_scales(clip, bits);
   return weight_codes(w, s, bits) * s.view({-1, 1, 1, 1});
+}
+
+void add_gram(at::Tensor& h, const at::Tensor& rows) {
+  const int64_t k = rows.size(1);
+  if (!h.defined()) h = at::zeros({k, k}, rows.options().dtype(at::kFloat));
+  if (!rows.is_cpu() || !h.is_cpu() || h.scalar_type() != at::kFloat || !h.is_contiguous()) {
+    h.addmm_(rows.t().to(h.scalar_type()), rows.to(h.scalar_type()));
+    return;
+  }
+  const at::Tensor r = rows.to(at::kFloat).contiguous();
+  // Row-major C = 1 * A^T B + 1 * C with A = B = rows [N,K].
+  const dnnl_status_t status = dnnl_sgemm('T', 'N', k, k, r.size(0), 1.0f, r.data_ptr<float>(), k,
+                                          r.data_ptr<float>(), k, 1.0f, h.data_ptr<float>(), k);
+  if (status != dnnl_success) throw Error("oneDNN sgemm failed (status " + std::to_string(status) + ")");
+}
+
+at::Tensor weighted_weight_error(const at::Tensor& w, const at::Tensor& q, const at::Tensor& h) {
+  const at::Tensor d = (w - q).reshape({w.size(0), -1}).to(at::kDouble);
+  return (at::mm(d, h.to(at::kDouble)) * d).sum(1);
+}
+
+at::Tensor hessian_round_weight(const at::Tensor& w, const at::Tensor& h, int bits, at::Tensor* clip_out,
+                                double damp) {
+  static constexpr double kClipFractions[] = {1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5};
+  const int64_t o = w.size(0), k = w[0].numel();
+  if (h.dim() != 2 || h.size(0) != k || h.size(1) != k)
+    throw Error("hessian_round_weight: H is not " + std::to_string(k) + "x" + std::to_string(k));
+  const at::Tensor w64 = w.detach().reshape({o, k}).to(at::kDouble);
+  const at::Tensor hd = h.detach().to(at::kDouble);
+  const at::Tensor max_abs = at::clamp_min(w64.abs().amax(1), 1e-12);
+  // 1. Per channel, the clip whose plain rounding gives the least output error.
+  at::Tensor clip = max_abs.clone(),
+             best = at::full({o}, std::numeric_limits<double>::infinity(), hd.options());
+  for (double f : kClipFractions) {
+    const at::Tensor c = max_abs * f;
+    const at::Tensor q = fake_quant_weight(w64.view({o, k, 1, 1}), c, bits).view({o, k});
+    const at::Tensor e = (at::mm(w64 - q, hd) * (w64 - q)).sum(1);
+    const at::Tensor better = e < best;
+    best = at::where(better, e, best);
+    clip = at::where(better, c, clip);
+  }
+  // 2. Columns in order of decreasing diagonal, each one's error spread forward.
+  const at::Tensor perm = at::argsort(hd.diagonal(), 0, /*descending=*/true);
+  at::Tensor hp = hd.index_select(0, perm).index_select(1, perm);
+  // Inputs that are always zero (dead ReLU channels) carry no error, but their zero rows need the
+  // damping to factorize; an input that never varied at all gets unit damping.
+  const double mean_diag = hp.diagonal().mean().item<double>();
+  hp.diagonal().add_(mean_diag > 0 ? damp * mean_diag : 1.0);
+  const at::Tensor hinv = at::cholesky_inverse(at::linalg_cholesky(hp));
+  const at::Tensor u = at::linalg_cholesky(hinv, /*upper=*/true);
+  at::Tensor wp = w64.index_select(1, perm).clone(), qp = at::empty_like(wp);
+  const int qm = weight_qmax(bits);
+  const at::Tensor step = at::clamp_min(clip / static_cast<double>(qm), 1e-12);
+  for (int64_t j = 0; j < k; ++j) {
+    const at::Tensor col = wp.select(1, j);
+    const at::Tensor q = at::clamp(at::round(col / step), -qm, qm) * step;
+    qp.select(1, j).copy_(q);
+    if (j + 1 < k) {
+      const at::Tensor err = (col - q) / u[j][j];
+      wp.narrow(1, j + 1, k - j - 1).sub_(at::outer(err, u[j].narrow(0, j + 1, k - j - 1)));
+    }
+  }
+  at::Tensor out = at::empty_like(qp);
+  out.index_copy_(1, perm, qp);
+  // The carried errors are greedy: where a channel came out worse than its nearest rounding at the
+  // same clip, that channel keeps the nearest rounding (the error is a sum over channels).
+  const at::Tensor nearest = fake_quant_weight(w64.view({o, k, 1, 1}), clip, bits).view({o, k});
+  const at::Tensor worse = ((at::mm(w64 - out, hd) * (w64 - out)).sum(1) > best).view({o, 1});
+  out = at::where(worse, nearest, out);
+  // The returned values in the type of w: the steps as the engines compute them (float), so that
+  // rounding them again lands on the same codes.
+  const at::Tensor clip_f = clip.to(w.scalar_type());
+  const at::Tensor codes = at::round(out / step.view({-1, 1}));
+  if (clip_out) *clip_out = clip_f;
+  return (codes.to(w.scalar_type()) * weight_scales(clip_f, bits).view({-1, 1})).view(w.sizes());
 }
 
 at::Tensor ste_quant_act(const at::Tensor& x, const at::Tensor& l, const at::Tensor& u, int bits) {

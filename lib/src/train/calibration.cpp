@@ -8,6 +8,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 #include <random>
 
 #include "adapt/fg_vba.h"
@@ -34,19 +35,45 @@ constexpr const char* kStateKey = kCalibrationStateKey;
 // Factors tried on the initial activation ranges (CalibrationOptions::range_search).
 constexpr double kRangeScales[] = {0.8, 1.0, 1.2, 1.4, 1.7, 2.0};
 constexpr std::size_t kRangeSearchSequences = 32;
+// Inputs per output (I kh kw) up to which a layer's input moments are gathered for the weight
+// rounding: every trunk and reconstruction conv (64 x 3 x 3, fusion 128), not SPyNet's 7x7 convs
+// of 32-64 channels, whose moments would cost minutes.
+constexpr int64_t kMaxHessianColumns = 1200;
 
-// fp32 execution that also records every layer's input for ranges and TS-LBA.
+// The second moment of a layer's input patches, sum over patches of x x^T (im2col order), from
+// every second patch position in each direction.
+struct InputMoments {
+  void observe(const Conv& c, const at::Tensor& x) {
+    const int64_t kh = c.weight.size(2), kw = c.weight.size(3), k = c.weight[0].numel();
+    const at::Tensor cols =
+        at::im2col(x.to(at::kFloat).contiguous(), {kh, kw}, {1, 1}, {c.padding, c.padding}, {2, 2})
+            .transpose(1, 2)
+            .reshape({-1, k});
+    add_gram(h, cols);
+    rows += cols.size(0);
+  }
+  at::Tensor h;
+  int64_t rows = 0;
+};
+
+// fp32 execution that also records every layer's input for ranges and TS-LBA, and with
+// `moments_of` the input moments of those layers.
 class StatsEngine : public Engine {
  public:
   Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override {
     const at::Tensor v = x.values();
     ranges.record(id, v);
     ts.observe(id, v);
+    if (static_cast<std::size_t>(id) < moments_of.size() && moments_of[id] &&
+        c.weight[0].numel() <= kMaxHessianColumns)
+      moments[id].observe(c, v);
     return fp32_.conv(id, c, x, post, next, residual);
   }
   bool quantizes(int) const override { return true; }
   RangeObserver ranges;
   TsLbaObserver ts;
+  std::vector<bool> moments_of;
+  std::map<int, InputMoments> moments;
 
  private:
   Fp32Engine fp32_;
@@ -243,6 +270,9 @@ void collect_statistics(const BasicVSR& teacher, const std::vector<std::vector<I
   // The range search scores on the statistics crops of up to kRangeSearchSequences sequences,
   // evenly spread, against the teacher frames this pass computes anyway.
   const std::size_t n_search = o.range_search ? std::min(sequences.size(), kRangeSearchSequences) : 0;
+  if (o.hessian_rounding)
+    for (const auto& layer : conv_layers(teacher.arch()))
+      st.engine.moments_of.push_back(quantized_in(layer, o.scope));
   c10::InferenceMode guard;
   for (std::size_t s = 0; s < sequences.size(); ++s) {
     const auto& seq = sequences[s];
@@ -264,9 +294,9 @@ void collect_statistics(const BasicVSR& teacher, const std::vector<std::vector<I
   }
 }
 
-// One factor for every initial range: the one whose fake-quantized network (b_V = 0) reproduces
-// the teacher's frames best on the search crops.
-QuantSettings search_range_scale(const BasicVSR& teacher, const Architecture& arch, const QuantSettings& q,
+// One factor for every initial range: the one whose fake-quantized network (`net`, the teacher's
+// weights or their rounding; b_V = 0) reproduces the teacher's frames best on the search crops.
+QuantSettings search_range_scale(const BasicVSR& net, const Architecture& arch, const QuantSettings& q,
                                  const Statistics& st, CalibrationReport& report) {
   c10::InferenceMode guard;
   double best_err = -1;
@@ -281,8 +311,7 @@ QuantSettings search_range_scale(const BasicVSR& teacher, const Architecture& ar
     FakeEngine fake(plan);
     double err = 0;
     for (std::size_t i = 0; i < st.search_crops.size(); ++i)
-      err +=
-          (teacher.forward(st.search_crops[i], fake) - st.search_targets[i]).square().mean().item<double>();
+      err += (net.forward(st.search_crops[i], fake) - st.search_targets[i]).square().mean().item<double>();
     err /= static_cast<double>(st.search_crops.size());
     report.range_search.push_back({scale, err});
     if (best_err < 0 || err < best_err) {
@@ -369,6 +398,37 @@ void allocate_layer_bits(const BasicVSR& teacher, const Architecture& arch,
     report.layers[id].b_L = bits[k] - o.bits;
     report.sensitivity.push_back({layers[id].name, errors[k], bits[k]});
     ++k;
+  }
+}
+
+// With hessian_rounding: each layer with input moments gets its clips and weights rounded for them
+// (hessian_round_weight) at its bits for b_V = 0. The weights replace `model`'s, the clips go into
+// q, both relative output errors into the report.
+void round_weights(Model& model, const std::vector<LayerInfo>& layers, const Statistics& st, QuantSettings& q,
+                   CalibrationReport& report) {
+  c10::InferenceMode guard;
+  BasicVSR net(model);
+  const auto convs = net.layers();
+  for (const auto& [id, m] : st.engine.moments) {
+    const LayerInfo& info = layers[static_cast<std::size_t>(id)];
+    LayerQuant& lq = q.layers.at(info.name);
+    const int bits = layer_bits(q.b_base, 0, lq.b_L), fc = info.frame_channels;
+    const at::Tensor full = convs[static_cast<std::size_t>(id)]->weight.contiguous().clone();
+    at::Tensor w = fc ? full.narrow(1, fc, full.size(1) - fc) : full;
+    const at::Tensor h = m.h / static_cast<double>(std::max<int64_t>(m.rows, 1));
+    at::Tensor clip;
+    const at::Tensor rounded = hessian_round_weight(w, h, bits, &clip);
+    auto& lc = report.layers[static_cast<std::size_t>(id)];
+    const double signal = weighted_weight_error(w, at::zeros_like(w), h).sum().item<double>();
+    lc.weight_error_nearest =
+        weighted_weight_error(w, fake_quant_weight(w, weight_clip_values(w, {}), bits), h)
+            .sum()
+            .item<double>() /
+        signal;
+    lc.weight_error_rounded = weighted_weight_error(w, rounded, h).sum().item<double>() / signal;
+    w.copy_(rounded);
+    model.weights[info.name + ".weight"] = to_host(full);
+    lq.weight_clip = to_vector(clip);
   }
 }
 
@@ -561,13 +621,21 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
     probes = make_probes(teacher, sequences, o.crop, static_cast<std::size_t>(o.sensitivity_sequences));
   }
   if (o.target_bits) allocate_layer_bits(teacher, fp.arch, layers, o, probes, q, report);
-  if (o.range_search) q = search_range_scale(teacher, fp.arch, q, st, report);
+  // The student's first weights: the teacher's, or rounded for their inputs.
+  Model start_model = fp;
+  std::optional<BasicVSR> rounded_net;
+  if (o.hessian_rounding) {
+    round_weights(start_model, layers, st, q, report);
+    rounded_net.emplace(start_model);
+  }
+  const BasicVSR& start_net = rounded_net ? *rounded_net : teacher;
+  if (o.range_search) q = search_range_scale(start_net, fp.arch, q, st, report);
   {
     c10::InferenceMode guard;
     QuantPlan plan(fp.arch, q);
     FakeEngine fake(plan);
     std::vector<double> steps;
-    probe_mse(teacher, probes, fake, o.scope == Scope::Full, &steps);
+    probe_mse(start_net, probes, fake, o.scope == Scope::Full, &steps);
     report.step_psnr_initial = to_psnr(steps);
   }
   report.lambda = q.fg_vba.lambda;
@@ -577,8 +645,8 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
   report.ts_lba = th;
   report.stats_seconds = seconds_since(t_stats);
 
-  // 2. The student: the same weights (or a checkpoint's), learnable ranges and weight clips.
-  Model student_model = fp;
+  // 2. The student: the first weights (or a checkpoint's), learnable ranges and weight clips.
+  Model student_model = start_model;
   const int start = resume.empty() ? 0 : restore_checkpoint(ck, resume, fp, q, student_model, report);
   report.start_iteration = start;
   QuantPlan plan(fp.arch, q);
