@@ -8,7 +8,6 @@
 # rows: uniform, pq-w6-ptq, pq-w6, pq-w4, bd-pq-w6-ptq, bd-pq-w6, fq-w6, fq-w4 (default: all);
 # also pq-w4-ptq and, with the weights rounded for their inputs (--weight-rounding hessian),
 # pq-w4-hr-ptq, pq-w4-hr (150 iterations) and pq-w6-hr-ptq
-
 # CALIBRATE_FLAGS (split on spaces) go to every calibration after the row's own flags: experiments.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)

@@ -104,15 +104,16 @@ at::Tensor hessian_round_weight(const at::Tensor& w, const at::Tensor& h, int bi
   const at::Tensor hd = h.detach().to(at::kDouble);
   const at::Tensor max_abs = at::clamp_min(w64.abs().amax(1), 1e-12);
   // 1. Per channel, the clip whose plain rounding gives the least output error.
-  at::Tensor clip = max_abs.clone(),
+  at::Tensor clip = max_abs.clone(), nearest = w64.clone(),
              best = at::full({o}, std::numeric_limits<double>::infinity(), hd.options());
   for (double f : kClipFractions) {
     const at::Tensor c = max_abs * f;
     const at::Tensor q = fake_quant_weight(w64.view({o, k, 1, 1}), c, bits).view({o, k});
-    const at::Tensor e = (at::mm(w64 - q, hd) * (w64 - q)).sum(1);
+    const at::Tensor e = weighted_weight_error(w64, q, hd);
     const at::Tensor better = e < best;
     best = at::where(better, e, best);
     clip = at::where(better, c, clip);
+    nearest = at::where(better.view({o, 1}), q, nearest);
   }
   // 2. Columns in order of decreasing diagonal, each one's error spread forward.
   const at::Tensor perm = at::argsort(hd.diagonal(), 0, /*descending=*/true);
@@ -139,8 +140,7 @@ at::Tensor hessian_round_weight(const at::Tensor& w, const at::Tensor& h, int bi
   out.index_copy_(1, perm, qp);
   // The carried errors are greedy: where a channel came out worse than its nearest rounding at the
   // same clip, that channel keeps the nearest rounding (the error is a sum over channels).
-  const at::Tensor nearest = fake_quant_weight(w64.view({o, k, 1, 1}), clip, bits).view({o, k});
-  const at::Tensor worse = ((at::mm(w64 - out, hd) * (w64 - out)).sum(1) > best).view({o, 1});
+  const at::Tensor worse = (weighted_weight_error(w64, out, hd) > best).view({o, 1});
   out = at::where(worse, nearest, out);
   // The returned values in the type of w: the steps as the engines compute them (float), so that
   // rounding them again lands on the same codes.

@@ -35,8 +35,8 @@ at::Tensor fake_quant_weight(const at::Tensor& w, const at::Tensor& clip, int bi
 // (kClipFractions) by that error under plain rounding; then the columns are rounded one at a time,
 // in order of decreasing H diagonal, each column's rounding error carried onto the columns still to
 // be rounded through the Cholesky factor of H^-1 (H damped by `damp` times its mean diagonal: with
-// damp 0, H must be positive definite); a
-// channel whose error came out above its nearest rounding's keeps the nearest rounding.
+// damp 0, H must be positive definite); a channel whose error came out above its nearest
+// rounding's keeps the nearest rounding.
 // Returns the rounded weights (exact multiples of the steps, so fake_quant_weight with `clip_out`
 // gives them back unchanged) and writes the clips to clip_out [O].
 at::Tensor hessian_round_weight(const at::Tensor& w, const at::Tensor& h, int bits, at::Tensor* clip_out,

@@ -419,13 +419,13 @@ void round_weights(Model& model, const std::vector<LayerInfo>& layers, const Sta
     at::Tensor clip;
     const at::Tensor rounded = hessian_round_weight(w, h, bits, &clip);
     auto& lc = report.layers[static_cast<std::size_t>(id)];
+    // Relative to the output's own energy (a layer whose input never varied reports 0).
     const double signal = weighted_weight_error(w, at::zeros_like(w), h).sum().item<double>();
-    lc.weight_error_nearest =
-        weighted_weight_error(w, fake_quant_weight(w, weight_clip_values(w, {}), bits), h)
-            .sum()
-            .item<double>() /
-        signal;
-    lc.weight_error_rounded = weighted_weight_error(w, rounded, h).sum().item<double>() / signal;
+    auto relative = [&](const at::Tensor& q) {
+      return signal > 0 ? weighted_weight_error(w, q, h).sum().item<double>() / signal : 0.0;
+    };
+    lc.weight_error_nearest = relative(fake_quant_weight(w, weight_clip_values(w, {}), bits));
+    lc.weight_error_rounded = relative(rounded);
     w.copy_(rounded);
     model.weights[info.name + ".weight"] = to_host(full);
     lq.weight_clip = to_vector(clip);
