@@ -7,7 +7,8 @@
 #   official_rows.sh WORK_DIR [ROW ...]
 # rows: uniform, pq-w6-ptq, pq-w6, pq-w4, bd-pq-w6-ptq, bd-pq-w6, fq-w6, fq-w4 (default: all);
 # also pq-w4-ptq and, with the weights rounded for their inputs (--weight-rounding hessian),
-# pq-w4-hr-ptq, pq-w4-hr (150 iterations) and pq-w6-hr-ptq
+# pq-w4-hr-ptq, pq-w4-hr (150 iterations) and pq-w6-hr-ptq. The rows measured with nearest
+# rounding name it (--weight-rounding nearest): the default, auto, rounds for the inputs at 4 bits.
 # CALIBRATE_FLAGS (split on spaces) go to every calibration after the row's own flags: experiments.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -53,7 +54,7 @@ for r in "${rows[@]}"; do
   case $r in
     uniform)  # the uniform-bit baseline: PTQ at B bits everywhere, run at B .. B + 2
       for b in 6 4; do
-        row "uniform-ptq-w$b" "$bi" BI --bits $b --iters 0 --no-ts-lba --no-fg-vba
+        row "uniform-ptq-w$b" "$bi" BI --bits $b --iters 0 --no-ts-lba --no-fg-vba --weight-rounding nearest
         for e in $b $((b + 1)) $((b + 2)); do
           "$evaluate" -m "$work/uniform-ptq-w$b.safetensors" "${ev[@]}" --bits $e --no-adapt --json \
             >"$work/uniform-ptq-w$b.at$e.eval.json"
@@ -62,15 +63,15 @@ for r in "${rows[@]}"; do
       done ;;
     pq-w6-ptq) row pq-w6-ptq "$bi" BI --bits 6 --target-bits 6.65 --iters 0 ;;
     pq-w6) row pq-w6 "$bi" BI --bits 6 --target-bits 6.65 --iters 150 ;;
-    pq-w4) row pq-w4 "$bi" BI --bits 4 --target-bits 4.69 --iters 150 ;;
-    pq-w4-ptq) row pq-w4-ptq "$bi" BI --bits 4 --target-bits 4.69 --iters 0 ;;
+    pq-w4) row pq-w4 "$bi" BI --bits 4 --target-bits 4.69 --iters 150 --weight-rounding nearest ;;
+    pq-w4-ptq) row pq-w4-ptq "$bi" BI --bits 4 --target-bits 4.69 --iters 0 --weight-rounding nearest ;;
     pq-w4-hr-ptq) row pq-w4-hr-ptq "$bi" BI --bits 4 --target-bits 4.69 --iters 0 --weight-rounding hessian ;;
     pq-w4-hr) row pq-w4-hr "$bi" BI --bits 4 --target-bits 4.69 --iters 150 --weight-rounding hessian ;;
     pq-w6-hr-ptq) row pq-w6-hr-ptq "$bi" BI --bits 6 --target-bits 6.65 --iters 0 --weight-rounding hessian ;;
     bd-pq-w6-ptq) row bd-pq-w6-ptq "$bd" BD --bits 6 --target-bits 6.65 --iters 0 ;;
     bd-pq-w6) row bd-pq-w6 "$bd" BD --bits 6 --target-bits 6.65 --iters 150 ;;
     fq-w6) row fq-w6 "$bi" BI --bits 6 --scope full --target-bits 6.65 --iters 150 ;;
-    fq-w4) row fq-w4 "$bi" BI --bits 4 --scope full --target-bits 4.69 --iters 150 ;;
+    fq-w4) row fq-w4 "$bi" BI --bits 4 --scope full --target-bits 4.69 --iters 150 --weight-rounding nearest ;;
     *) echo "unknown row $r" >&2; exit 2 ;;
   esac
 done

@@ -32,7 +32,7 @@ constexpr const char* kUsage =
     "                           [--device cpu] [--compute auto|fp32|bf16]\n"
     "                           [--checkpoint-every 25] [--stop-at N] [--resume] [--report R.json]\n"
     "                           [--plot R.svg] [--target-bits X] [--sensitivity-sequences 4]\n"
-    "                           [--weight-rounding nearest|hessian]\n"
+    "                           [--weight-rounding auto|nearest|hessian]\n"
     "\n"
     "Quantizes a full-precision model as QBasicVSR does, without ground truth. Each --clips is a\n"
     "folder of PNG frames or a video file of LR frames (--degradation BI|BD first makes LR frames of\n"
@@ -55,10 +55,11 @@ constexpr const char* kUsage =
     "                        instead of TS-LBA's percentiles: each layer's output error is measured\n"
     "                        alone at B and B + 2 bits on the centre crops of --sensitivity-sequences\n"
     "                        sequences, and the bits go where they lower the summed error most\n"
-    "  --weight-rounding R   nearest (default): every weight to its nearest grid value, clip max |w|\n"
-    "                        per channel; hessian: each layer's clips and rounding chosen for its\n"
-    "                        inputs on the statistics crops (least output error, GPTQ-style), before\n"
-    "                        the range search and distillation\n"
+    "  --weight-rounding R   nearest: every weight to its nearest grid value, clip max |w| per\n"
+    "                        channel; hessian: each layer's clips and rounding chosen for its inputs\n"
+    "                        on the statistics crops (least output error, GPTQ-style), before the\n"
+    "                        range search and distillation; auto (the default): hessian for --bits 4\n"
+    "                        or fewer, nearest above (where FG-VBA's lower offsets lose by it)\n"
     "  -o, --output F        the quantized model file\n"
     "  --report F, --plot F  JSON report; SVG of the per-layer statistics, bits and loss curve\n"
     "  --checkpoint-every N  write OUT.ckpt (and OUT.ckpt.adam) every N iterations; --resume\n"
@@ -153,10 +154,11 @@ int main(int argc, char** argv) {
     o.stop_at = static_cast<int>(args.get_int("--stop-at", 0, 0, 1000000));
     if (args.has("--target-bits")) o.target_bits = args.get_double("--target-bits", 0);
     o.sensitivity_sequences = static_cast<int>(args.get_int("--sensitivity-sequences", 4, 1, 1000));
-    const std::string rounding = args.get("--weight-rounding", "nearest");
-    if (rounding != "nearest" && rounding != "hessian")
-      args.die("--weight-rounding must be nearest or hessian");
-    o.hessian_rounding = rounding == "hessian";
+    const std::string rounding = args.get("--weight-rounding", "auto");
+    if (rounding != "auto" && rounding != "nearest" && rounding != "hessian")
+      args.die("--weight-rounding must be auto, nearest or hessian");
+    o.hessian_rounding =
+        rounding == "hessian" || (rounding == "auto" && CalibrationOptions::hessian_rounding_pays(o.bits));
     try {
       o.validate();
     } catch (const Error& e) {
@@ -228,10 +230,12 @@ int main(int argc, char** argv) {
     int up = 0, down = 0;
     for (const auto& l : report.layers) up += l.b_L > 0, down += l.b_L < 0;
     std::fprintf(stderr,
-                 "qbasicvsr-calibrate: %s: b_L +1 on %d layers, -1 on %d; mean %.2f bits; tau %.2f / %.2f; "
-                 "ranges x%.2f; stats %.0f s, fine-tuning %.0f s\n",
-                 output.c_str(), up, down, report.mean_bits, report.tau_lo, report.tau_hi, report.range_scale,
-                 report.stats_seconds, report.train_seconds);
+                 "qbasicvsr-calibrate: %s: b_L +1 on %d layers, -1 on %d; weights rounded %s; mean %.2f bits "
+                 "over the calibration sequences (FG-VBA); tau %.2f / %.2f; ranges x%.2f; stats %.0f s, "
+                 "fine-tuning %.0f s\n",
+                 output.c_str(), up, down, o.hessian_rounding ? "for their inputs (hessian)" : "to nearest",
+                 report.mean_bits, report.tau_lo, report.tau_hi, report.range_scale, report.stats_seconds,
+                 report.train_seconds);
     return 0;
   });
 }

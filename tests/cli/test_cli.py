@@ -555,11 +555,14 @@ def read_tensor(path, name):
 
 def rounding_cases(tmp, base):
     out = os.path.join(tmp, "rounded.safetensors")
-    r = run(base + ["--iters", "0", "--weight-rounding", "hessian", "-o", out, "--report", out + ".json"], timeout=300)
+    # base calibrates at --bits 4, where the default (auto) is the rounding for the inputs.
+    r = run(base + ["--iters", "0", "-o", out, "--report", out + ".json"], timeout=300)
     ok = r.returncode == 0
+    case("calibrate: --weight-rounding auto (the default) rounds for the inputs at --bits 4",
+         ok and "weights rounded for their inputs (hessian)" in r.stderr, r.stderr)
     rep = json.load(open(out + ".json")) if ok else {}
     errors = [l["weight_error"] for l in rep.get("layers", []) if l["quantized"]]
-    case("calibrate --weight-rounding hessian: no layer's output error above nearest rounding's, less in sum",
+    case("calibrate, hessian rounding: no layer's output error above nearest rounding's, less in sum",
          ok and len(errors) > 0 and all(0 <= e["rounded"] <= e["nearest"] * (1 + 1e-6) for e in errors)
          and sum(e["rounded"] for e in errors) < 0.9 * sum(e["nearest"] for e in errors), r.stderr + str(errors[:4]))
     # Without distillation the stored weights are the rounding itself: each quantized layer's
@@ -575,10 +578,19 @@ def rounding_cases(tmp, base):
         codes = w / (np.array(lq["weight_clip"])[:, None, None, None] / (2 ** (bits - 1) - 1))
         if np.abs(codes - np.round(codes)).max() > 1e-3 or np.abs(codes).max() > 2 ** (bits - 1) - 1 + 1e-3:
             off_grid.append(name)
-    case("calibrate --weight-rounding hessian: the stored weights lie on their clips' grids",
+    case("calibrate, hessian rounding: the stored weights lie on their clips' grids",
          ok and len(q["layers"]) > 0 and not off_grid, str(off_grid))
+    six = base[:base.index("--bits")] + ["--bits", "6"] + base[base.index("--bits") + 2:]
+    r = run(six + ["--iters", "0", "-o", out + ".6", "--report", out + ".6.json"], timeout=300)
+    rep = json.load(open(out + ".6.json")) if r.returncode == 0 else {"layers": []}
+    case("calibrate: auto keeps nearest rounding at --bits 6 (no rounding errors reported)",
+         r.returncode == 0 and "weights rounded to nearest" in r.stderr
+         and all(l["weight_error"]["rounded"] == 0 for l in rep["layers"]), r.stderr)
+    r = run(base + ["--iters", "0", "--weight-rounding", "nearest", "-o", out + ".n"], timeout=300)
+    case("calibrate: --weight-rounding nearest at --bits 4", r.returncode == 0
+         and "weights rounded to nearest" in r.stderr, r.stderr)
     expect_error("calibrate: bad --weight-rounding", base + ["--weight-rounding", "adaround", "-o", out + ".x"],
-                 "--weight-rounding must be nearest or hessian")
+                 "--weight-rounding must be auto, nearest or hessian")
 
 
 def train_cases(tmp, quantized):
