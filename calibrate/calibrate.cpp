@@ -33,6 +33,7 @@ constexpr const char* kUsage =
     "                           [--checkpoint-every 25] [--stop-at N] [--resume] [--report R.json]\n"
     "                           [--plot R.svg] [--target-bits X] [--sensitivity-sequences 4]\n"
     "                           [--weight-rounding auto|nearest|hessian]\n"
+    "                           [--equalize auto|A]\n"
     "\n"
     "Quantizes a full-precision model as QBasicVSR does, without ground truth. Each --clips is a\n"
     "folder of PNG frames or a video file of LR frames (--degradation BI|BD first makes LR frames of\n"
@@ -60,6 +61,11 @@ constexpr const char* kUsage =
     "                        on the statistics crops (least output error, GPTQ-style), before the\n"
     "                        range search and distillation; auto (the default): hessian for --bits 4\n"
     "                        or fewer, nearest above (where FG-VBA's lower offsets lose by it)\n"
+    "  --equalize A          before anything else, rescale each residual stream's channel c by\n"
+    "                        (m_c / max m)^-A (m: its largest magnitude on the statistics crops), folded\n"
+    "                        into the weights: the same network in float with more even ranges per\n"
+    "                        channel for the one grid of each layer (0..1, 0: off); auto (the\n"
+    "                        default): 0.5 with the weights rounded for their inputs, 0 with nearest\n"
     "  -o, --output F        the quantized model file\n"
     "  --report F, --plot F  JSON report; SVG of the per-layer statistics, bits and loss curve\n"
     "  --checkpoint-every N  write OUT.ckpt (and OUT.ckpt.adam) every N iterations; --resume\n"
@@ -107,7 +113,8 @@ int main(int argc, char** argv) {
         "--crop",    "--frames",    "--max-sequences", "--degradation", "--lambda-skt",
         "--lr",      "--lr-ranges", "--lambda",        "--gamma",       "--range-percentile",
         "--seed",    "--threads",   "--compute",       "--device",      "--checkpoint-every",
-        "--stop-at", "--report",    "--plot",          "--target-bits", "--sensitivity-sequences"})
+        "--stop-at", "--report",    "--plot",          "--target-bits", "--sensitivity-sequences",
+        "--equalize"})
     args.value("", v);
   args.value("", "--weight-rounding");
   args.flag("--no-ts-lba");
@@ -159,6 +166,11 @@ int main(int argc, char** argv) {
       args.die("--weight-rounding must be auto, nearest or hessian");
     o.hessian_rounding =
         rounding == "hessian" || (rounding == "auto" && CalibrationOptions::hessian_rounding_pays(o.bits));
+    if (args.get("--equalize", "auto") == "auto")
+      o.equalize = CalibrationOptions::equalize_for(o.hessian_rounding);
+    else
+      o.equalize = args.get_double("--equalize", 0);
+    if (!(o.equalize >= 0 && o.equalize <= 1)) args.die("--equalize must be auto or in 0..1");
     try {
       o.validate();
     } catch (const Error& e) {
@@ -218,6 +230,7 @@ int main(int argc, char** argv) {
                            {"crop", o.crop},
                            {"seed", o.seed},
                            {"lambda_skt", o.lambda_skt},
+                           {"equalize", o.equalize},
                            {"final_loss", report.losses.empty() ? 0.0 : report.losses.back().loss},
                            {"first_loss", report.losses.empty() ? 0.0 : report.losses.front().loss}};
     out.provenance_json = prov.dump();
@@ -229,13 +242,15 @@ int main(int argc, char** argv) {
     if (args.has("--plot")) std::ofstream(args.get("--plot")) << report_svg(report);
     int up = 0, down = 0;
     for (const auto& l : report.layers) up += l.b_L > 0, down += l.b_L < 0;
-    std::fprintf(stderr,
-                 "qbasicvsr-calibrate: %s: b_L +1 on %d layers, -1 on %d; weights rounded %s; mean %.2f bits "
-                 "over the calibration sequences (FG-VBA); tau %.2f / %.2f; ranges x%.2f; stats %.0f s, "
-                 "fine-tuning %.0f s\n",
-                 output.c_str(), up, down, o.hessian_rounding ? "for their inputs (hessian)" : "to nearest",
-                 report.mean_bits, report.tau_lo, report.tau_hi, report.range_scale, report.stats_seconds,
-                 report.train_seconds);
+    std::fprintf(
+        stderr,
+        "qbasicvsr-calibrate: %s: b_L +1 on %d layers, -1 on %d; weights rounded %s; streams equalised "
+        "with alpha %.2f (scales up to %.2f); mean %.2f bits "
+        "over the calibration sequences (FG-VBA); tau %.2f / %.2f; ranges x%.2f; stats %.0f s, "
+        "fine-tuning %.0f s\n",
+        output.c_str(), up, down, o.hessian_rounding ? "for their inputs (hessian)" : "to nearest",
+        o.equalize, report.stream_scale_max, report.mean_bits, report.tau_lo, report.tau_hi,
+        report.range_scale, report.stats_seconds, report.train_seconds);
     return 0;
   });
 }

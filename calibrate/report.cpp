@@ -46,6 +46,7 @@ std::string report_json(const CalibrationReport& r) {
       {"step_psnr", {{"initial", r.step_psnr_initial}, {"final", r.step_psnr_final}}},
       {"range_scale", r.range_scale},
       {"range_search", range_search},
+      {"stream_scales", {{"min", r.stream_scale_min}, {"max", r.stream_scale_max}}},
       {"losses", losses},
       {"start_iteration", r.start_iteration},
       {"stats_seconds", r.stats_seconds},

@@ -482,6 +482,16 @@ def calibrate_cases(tmp, shipped):
                  base + ["--compute", "fp16", "-o", os.path.join(tmp, "x.safetensors")], "--compute must be auto, fp32 or bf16")
     r = run(base + ["--iters", "2", "--compute", "fp32", "-o", os.path.join(tmp, "q6.safetensors")], timeout=300)
     case("calibrate: --compute fp32 runs", r.returncode == 0, r.stderr)
+    eq = os.path.join(tmp, "q7.safetensors")
+    r = run(base + ["--iters", "2", "--equalize", "1", "-o", eq, "--report", eq + ".json"], timeout=300)
+    rep = json.load(open(eq + ".json")) if r.returncode == 0 else {}
+    prov = json.loads(read_metadata(eq)["provenance"]) if r.returncode == 0 else {}
+    r2 = run([TOOLS["upscale"], "-m", eq, clip, os.path.join(tmp, "eq-out")], timeout=300) if rep else r
+    case("calibrate: --equalize 1 rescales the streams (factors > 1 in the report) and the model runs",
+         rep.get("stream_scales", {}).get("max", 1) > 1 and rep["stream_scales"]["min"] == 1
+         and prov["calibration"]["equalize"] == 1 and r2.returncode == 0, r.stderr + r2.stderr)
+    expect_error("calibrate: --equalize out of range", base + ["--equalize", "1.5", "-o", eq],
+                 "--equalize must be auto or in 0..1")
     expect_error("calibrate: no output", [TOOLS["calibrate"], "-m", shipped, "--clips", clip, "--bits", "6"],
                  "-o OUT")
     target_cases(tmp, base)
@@ -561,6 +571,7 @@ def rounding_cases(tmp, base):
     case("calibrate: --weight-rounding auto (the default) rounds for the inputs at --bits 4",
          ok and "weights rounded for their inputs (hessian)" in r.stderr, r.stderr)
     rep = json.load(open(out + ".json")) if ok else {}
+    first, first_rep = r, rep
     errors = [l["weight_error"] for l in rep.get("layers", []) if l["quantized"]]
     case("calibrate, hessian rounding: no layer's output error above nearest rounding's, less in sum",
          ok and len(errors) > 0 and all(0 <= e["rounded"] <= e["nearest"] * (1 + 1e-6) for e in errors)
@@ -586,6 +597,10 @@ def rounding_cases(tmp, base):
     case("calibrate: auto keeps nearest rounding at --bits 6 (no rounding errors reported)",
          r.returncode == 0 and "weights rounded to nearest" in r.stderr
          and all(l["weight_error"]["rounded"] == 0 for l in rep["layers"]), r.stderr)
+    case("calibrate: --equalize auto is off with nearest rounding (--bits 6), 0.5 with hessian (--bits 4)",
+         r.returncode == 0 and "streams equalised with alpha 0.00" in r.stderr
+         and rep["stream_scales"]["max"] == 1 and ok and "streams equalised with alpha 0.50" in first.stderr
+         and first_rep["stream_scales"]["max"] > 1, r.stderr)
     r = run(base + ["--iters", "0", "--weight-rounding", "nearest", "-o", out + ".n"], timeout=300)
     case("calibrate: --weight-rounding nearest at --bits 4", r.returncode == 0
          and "weights rounded to nearest" in r.stderr, r.stderr)

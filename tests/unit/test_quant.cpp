@@ -10,10 +10,12 @@
 #include "adapt/ts_lba.h"
 #include "net/basicvsr.h"
 #include "net/engine.h"
+#include "qbasicvsr/error.h"
 #include "qbasicvsr/profile.h"
 #include "qbasicvsr/runtime.h"
 #include "qbasicvsr/upscaler.h"
 #include "quant/engines.h"
+#include "quant/equalize.h"
 #include "quant/int8_engine.h"
 #include "quant/quantizer.h"
 #include "test_util.h"
@@ -723,4 +725,76 @@ TEST_F(QuantTest, FloatConvsStayOutOfAutograd) {
     at::NoGradGuard no_grad;
     EXPECT_TRUE(FloatConvs::usable(c, x));
   }
+}
+
+// --- Cross-layer equalisation of the residual streams ----------------------------------------
+
+TEST(Equalize, ScalesByHand) {
+  const std::vector<float> m = {1.0f, 0.5f, 0.25f, 0.0f};
+  const StreamScales one = stream_scales(m, m, 1.0), half = stream_scales(m, {2.0f, 8.0f}, 0.5),
+                     none = stream_scales(m, m, 0.0);
+  const std::vector<float> expect_one = {1, 2, 4, 1000};  // a dead channel counts as 1e-3 of the widest
+  for (std::size_t c = 0; c < 4; ++c) {
+    EXPECT_FLOAT_EQ(one.backward[c], expect_one[c]);
+    EXPECT_FLOAT_EQ(none.forward[c], 1.0f);
+  }
+  EXPECT_FLOAT_EQ(half.backward[1], std::sqrt(2.0f));
+  EXPECT_FLOAT_EQ(half.backward[3], std::sqrt(1000.0f));
+  EXPECT_FLOAT_EQ(half.forward[0], 2.0f);  // (2 / 8)^-0.5
+  EXPECT_FLOAT_EQ(half.forward[1], 1.0f);
+}
+
+TEST(Equalize, FoldsTheScalesIntoTheRightRowsAndColumns) {
+  const Architecture arch = test::tiny_arch();
+  const int c = arch.channels;
+  const Model fp = random_model(arch, 3, 0.3f);
+  StreamScales s;
+  for (int i = 0; i < c; ++i) {
+    s.backward.push_back(0.5f + 0.25f * static_cast<float>(i));
+    s.forward.push_back(3.0f - 0.3f * static_cast<float>(i));
+  }
+  const Model eq = equalize_streams(fp, s);
+  auto w = [](const Model& m, const std::string& name) { return m.weights.at(name).to_f32(); };
+  const auto in0 = w(fp, "forward_trunk.main.0.weight"), in1 = w(eq, "forward_trunk.main.0.weight");
+  const int64_t in = kFrameChannels + c, k = 9;
+  for (int o = 0; o < c; ++o)
+    for (int64_t col = 0; col < in; ++col) {
+      // Output row o times s_o; the frame's columns stay, stream column j is divided by s_j.
+      const float expect = in0[(o * in + col) * k + 4] * s.forward[o] /
+                           (col < kFrameChannels ? 1.0f : s.forward[col - kFrameChannels]);
+      EXPECT_FLOAT_EQ(in1[(o * in + col) * k + 4], expect) << o << " " << col;
+    }
+  const std::string block = "backward_trunk.main.2." + std::to_string(arch.blocks - 1);
+  EXPECT_FLOAT_EQ(w(eq, block + ".conv1.weight")[(1 * c + 2) * k],
+                  w(fp, block + ".conv1.weight")[(1 * c + 2) * k] / s.backward[2]);
+  EXPECT_FLOAT_EQ(w(eq, block + ".conv1.bias")[1], w(fp, block + ".conv1.bias")[1]);
+  EXPECT_FLOAT_EQ(w(eq, block + ".conv2.bias")[2], w(fp, block + ".conv2.bias")[2] * s.backward[2]);
+  const auto f0 = w(fp, "fusion.weight"), f1 = w(eq, "fusion.weight");   // 1x1: [C, 2C, 1, 1]
+  EXPECT_FLOAT_EQ(f1[2 * c + 1], f0[2 * c + 1] / s.backward[1]);         // row 1, backward column 1
+  EXPECT_FLOAT_EQ(f1[2 * c + c + 1], f0[2 * c + c + 1] / s.forward[1]);  // row 1, forward column 1
+  for (const char* untouched :
+       {"upconv1.weight", "conv_last.weight", "spynet.basic_module.0.basic_module.0.weight"})
+    EXPECT_EQ(eq.weights.at(untouched).bytes, fp.weights.at(untouched).bytes) << untouched;
+
+  EXPECT_THROW(equalize_streams(fp, StreamScales{{1.0f}, s.forward}), Error);
+  StreamScales bad = s;
+  bad.forward[0] = 0.0f;
+  EXPECT_THROW(equalize_streams(fp, bad), Error);
+}
+
+TEST(Equalize, TheEqualizedNetworkIsTheSameInFloat) {
+  configure_runtime(2);
+  c10::InferenceMode guard;
+  const Architecture arch = test::tiny_arch();
+  const Model fp = random_model(arch, 11, 0.3f);
+  StreamScales s;
+  for (int i = 0; i < arch.channels; ++i) {  // factors spread over 0.25 .. 4
+    s.backward.push_back(std::pow(2.0f, static_cast<float>(i % 5) - 2.0f));
+    s.forward.push_back(std::pow(2.0f, 2.0f - static_cast<float>(i % 3) * 1.5f));
+  }
+  const at::Tensor lr = at::rand({4, 3, 12, 14});
+  const at::Tensor a = BasicVSR(fp).forward(lr), b = BasicVSR(equalize_streams(fp, s)).forward(lr);
+  const float residual = (a - at::upsample_bicubic2d(lr, {48, 56}, false)).abs().max().item<float>();
+  EXPECT_GT(residual, 1e-3f) << "the network must do something for the check to mean anything";
+  EXPECT_LT((a - b).abs().max().item<float>(), 1e-5f * std::max(1.0f, residual));
 }

@@ -36,6 +36,10 @@ struct CalibrationOptions {
   // Then scale all initial ranges by the factor (0.8 .. 2) whose fake-quantized network best
   // reproduces the fp32 frames on the statistics crops.
   bool range_search = true;
+  // Cross-layer equalisation of the residual streams before everything else (0: off): the
+  // stream's channels rescaled by (m_c / max m)^-equalize from their largest magnitudes m_c on
+  // the statistics crops, folded into the weights (the same network in float; docs/QUANTIZATION.md).
+  double equalize = 0;
   // A mean bit-width instead of TS-LBA's percentiles: every quantized layer's output error is
   // measured alone at bits and bits + 2 on the centre crops of `sensitivity_sequences` sequences,
   // and b_L is chosen so that the modelled sum of errors is least with a mean bit-width at
@@ -53,6 +57,10 @@ struct CalibrationOptions {
   // gained 0.015 dB at b_V = 0 but lost 0.05 dB under FG-VBA (weights on the b_V = 0 grid rounded
   // again to the coarser one: docs/CALIBRATION.md).
   static bool hessian_rounding_pays(int bits) { return bits <= 4; }
+  // What `--equalize auto` picks: 0.5 where the weights are rounded for their inputs, which absorbs
+  // the wider conv1 columns the equalisation makes (official W4A4 PTQ: +0.125 dB held out, +0.235
+  // under FG-VBA); off with nearest rounding, where it gained 0.03 dB (docs/CALIBRATION.md).
+  static double equalize_for(bool hessian_rounding) { return hessian_rounding ? 0.5 : 0.0; }
   uint64_t seed = 1;
   int threads = 0;
   Compute compute = Compute::Auto;  // the student's convolutions (the teacher runs in fp32)
@@ -97,6 +105,7 @@ struct CalibrationReport {
   TsLbaThresholds ts_lba;
   double mean_bits = 0;                                 // over quantized layers and sequences
   double range_scale = 1;                               // the factor range_search chose
+  double stream_scale_min = 1, stream_scale_max = 1;    // of the equalisation (1, 1: none)
   std::vector<std::pair<double, double>> range_search;  // (factor, mean squared error of the frames)
   struct Step {
     int iteration;

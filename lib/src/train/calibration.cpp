@@ -19,6 +19,7 @@
 #include "qbasicvsr/runtime.h"
 #include "qbasicvsr/training.h"
 #include "quant/engines.h"
+#include "quant/equalize.h"
 #include "quant/quantizer.h"
 #include "train/adam.h"
 #include "train/loop.h"
@@ -76,6 +77,29 @@ class StatsEngine : public Engine {
   std::map<int, InputMoments> moments;
 
  private:
+  Fp32Engine fp32_;
+};
+
+// fp32 execution that records the largest magnitude of every residual-stream channel: the
+// inputs of each trunk's conv1s (the stream before every block).
+class StreamMaxEngine : public Engine {
+ public:
+  explicit StreamMaxEngine(const Architecture& arch) : ids_(layer_ids(arch)), blocks_(arch.blocks) {}
+  Act conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) override {
+    for (int t = 0; t < 2; ++t) {
+      const int first = (t == 0 ? ids_.backward_trunk : ids_.forward_trunk) + 1;
+      if (id >= first && id < first + 2 * blocks_ && (id - first) % 2 == 0) {
+        const at::Tensor m = x.values().abs().amax({0, 2, 3});
+        max[t] = max[t].defined() ? at::maximum(max[t], m) : m;
+      }
+    }
+    return fp32_.conv(id, c, x, post, next, residual);
+  }
+  at::Tensor max[2];  // backward, forward stream: [C]
+
+ private:
+  LayerIds ids_;
+  int blocks_;
   Fp32Engine fp32_;
 };
 
@@ -249,6 +273,7 @@ void CalibrationOptions::validate() const {
     throw Error("--target-bits must be in " + std::to_string(min_allocated_bits()) + "..8 for --bits " +
                 std::to_string(bits) + " (each layer gets between bits - 1 and 8)");
   if (sensitivity_sequences < 1) throw Error("at least one sensitivity sequence is needed");
+  if (!(equalize >= 0 && equalize <= 1)) throw Error("--equalize must be in 0..1");
   if (compute == Compute::Fp16)
     throw Error("--compute must be auto, fp32 or bf16 (fp16 is for GPU inference)");
 }
@@ -292,6 +317,23 @@ void collect_statistics(const BasicVSR& teacher, const std::vector<std::vector<I
     const auto [fwd, bwd] = teacher.compute_flows(full);
     st.complexity.push_back(measure_complexity(full, fwd, bwd, FgVbaParams()));
   }
+}
+
+// Phase 0 (with o.equalize): `fp` with its residual streams equalised from their channels'
+// largest magnitudes over the centre crops the statistics pass uses.
+Model equalized(const Model& fp, const std::vector<std::vector<Image>>& sequences,
+                const CalibrationOptions& o, CalibrationReport& report) {
+  if (o.equalize <= 0) return fp;
+  c10::InferenceMode guard;
+  const BasicVSR net(fp);
+  StreamMaxEngine engine(fp.arch);
+  for (const auto& seq : sequences) net.forward(crop_sequence(seq, o.crop, nullptr), engine);
+  const StreamScales s = stream_scales(to_vector(engine.max[0]), to_vector(engine.max[1]), o.equalize);
+  std::vector<float> all = s.backward;
+  all.insert(all.end(), s.forward.begin(), s.forward.end());
+  report.stream_scale_min = *std::min_element(all.begin(), all.end());
+  report.stream_scale_max = *std::max_element(all.begin(), all.end());
+  return equalize_streams(fp, s);
 }
 
 // One factor for every initial range: the one whose fake-quantized network (`net`, the teacher's
@@ -589,10 +631,10 @@ int restore_checkpoint(const Model& ck, const std::string& resume, const Model& 
 
 }  // namespace
 
-Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequences,
+Model calibrate(const Model& source, const std::vector<std::vector<Image>>& sequences,
                 const CalibrationOptions& o, CalibrationReport* report_out,
                 const std::function<void(const CalibrationProgress&)>& progress, const std::string& resume) {
-  if (fp.quantization)
+  if (source.quantization)
     throw Error("the model is already quantized; calibrate its full-precision source instead");
   o.validate();
   if (sequences.empty()) throw Error("no calibration sequences");
@@ -606,6 +648,9 @@ Model calibrate(const Model& fp, const std::vector<std::vector<Image>>& sequence
   const Model ck = resume.empty() ? Model() : load_model(resume);
   report.bf16 = (resume.empty() ? run_arithmetic(o.compute, "") : run_arithmetic(o.compute, ck, resume)) ==
                 Compute::Bf16;
+  // 0. The network to quantize: the source, its streams equalised with o.equalize (the same
+  // function in float, so it is the teacher too).
+  const Model fp = equalized(source, sequences, o, report);
   const auto layers = conv_layers(fp.arch);
   const BasicVSR teacher(fp);
 
