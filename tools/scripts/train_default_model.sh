@@ -26,7 +26,8 @@
 #   calibrate  partial/full W6A6 and W4A4 from FP (default WORK/fp32.safetensors; for
 #              clean-c64n5: FP=WORK/next-fp32.safetensors; SCOPES="pq" for the shipped partial
 #              files only; WEIGHT_ROUNDING=nearest reproduces the shipped files, calibrated
-#              before the default became auto)                -> WORK/{pq,fq}-w{6,4}a{6,4}.safetensors
+#              before the default became auto, and with it --equalize auto stays 0;
+#              EQUALIZE=A sets --equalize)                -> WORK/{pq,fq}-w{6,4}a{6,4}.safetensors
 #   ablation   PTQ with/without TS-LBA and FG-VBA (docs/CALIBRATION.md) -> WORK/pq-w6a6-ptq*.eval.json
 #   eval       the table of docs/RESULTS.md for FP and its files   -> WORK/*.eval.json
 # Wall times on the 2-core dev VMs are in the model cards.
@@ -81,6 +82,7 @@ for stage in "${stages[@]}"; do
           [ $scope = fq ] && s=full
           "$calibrate" -m "$fp" "${clips[@]}" --degradation BI --bits $b --scope $s --iters 150 \
             --batch 2 --crop 64 --frames 7 --threads 2 --seed 1 --weight-rounding "${WEIGHT_ROUNDING:-auto}" \
+            --equalize "${EQUALIZE:-auto}" \
             -o "$work/$scope-w${b}a${b}.safetensors" \
             --report "$work/$scope-w${b}a${b}.json" --plot "$work/$scope-w${b}a${b}.svg" 2>&1 |
             tee "$work/$scope-w${b}a${b}.log"
