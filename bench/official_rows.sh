@@ -8,9 +8,10 @@
 # rows: uniform, pq-w6-ptq, pq-w6, pq-w4, bd-pq-w6-ptq, bd-pq-w6, fq-w6, fq-w4 (default: all);
 # also pq-w4-ptq and, with the weights rounded for their inputs (--weight-rounding hessian),
 # pq-w4-hr-ptq, pq-w4-hr (150 iterations) and pq-w6-hr-ptq, and with the residual streams
-# equalised as well (the defaults at 4 bits since 2026-12-03), pq-w4-eq-ptq and pq-w4-eq. The rows
-# measured before a default changed name what they ran with (--weight-rounding nearest,
-# --equalize 0): auto rounds for the inputs at 4 bits and then equalises the streams.
+# equalised as well (the defaults at 4 bits since 2026-12-03), pq-w4-eq-ptq and pq-w4-eq, and at
+# 6 bits with both named, pq-w6-eq-ptq and pq-w6-eq (student in fp32). The rows name the rounding
+# they were measured with (--weight-rounding nearest, --equalize 0), whatever the defaults: auto
+# rounds for the inputs at 4 bits or fewer and then equalises the streams.
 # CALIBRATE_FLAGS (split on spaces) go to every calibration after the row's own flags: experiments.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -63,8 +64,8 @@ for r in "${rows[@]}"; do
           score "$work/uniform-ptq-w$b.at$e.eval.json" "  uniform at $e bits"
         done
       done ;;
-    pq-w6-ptq) row pq-w6-ptq "$bi" BI --bits 6 --target-bits 6.65 --iters 0 ;;
-    pq-w6) row pq-w6 "$bi" BI --bits 6 --target-bits 6.65 --iters 150 ;;
+    pq-w6-ptq) row pq-w6-ptq "$bi" BI --bits 6 --target-bits 6.65 --iters 0 --weight-rounding nearest ;;
+    pq-w6) row pq-w6 "$bi" BI --bits 6 --target-bits 6.65 --iters 150 --weight-rounding nearest ;;
     pq-w4) row pq-w4 "$bi" BI --bits 4 --target-bits 4.69 --iters 150 --weight-rounding nearest ;;
     pq-w4-ptq) row pq-w4-ptq "$bi" BI --bits 4 --target-bits 4.69 --iters 0 --weight-rounding nearest ;;
     pq-w4-hr-ptq) row pq-w4-hr-ptq "$bi" BI --bits 4 --target-bits 4.69 --iters 0 --weight-rounding hessian \
@@ -74,9 +75,13 @@ for r in "${rows[@]}"; do
       --equalize 0 ;;
     pq-w4-eq-ptq) row pq-w4-eq-ptq "$bi" BI --bits 4 --target-bits 4.69 --iters 0 ;;
     pq-w4-eq) row pq-w4-eq "$bi" BI --bits 4 --target-bits 4.69 --iters 150 ;;
-    bd-pq-w6-ptq) row bd-pq-w6-ptq "$bd" BD --bits 6 --target-bits 6.65 --iters 0 ;;
-    bd-pq-w6) row bd-pq-w6 "$bd" BD --bits 6 --target-bits 6.65 --iters 150 ;;
-    fq-w6) row fq-w6 "$bi" BI --bits 6 --scope full --target-bits 6.65 --iters 150 ;;
+    pq-w6-eq-ptq) row pq-w6-eq-ptq "$bi" BI --bits 6 --target-bits 6.65 --iters 0 --weight-rounding hessian \
+      --equalize 0.5 ;;
+    pq-w6-eq) row pq-w6-eq "$bi" BI --bits 6 --target-bits 6.65 --iters 150 --compute fp32 \
+      --weight-rounding hessian --equalize 0.5 ;;
+    bd-pq-w6-ptq) row bd-pq-w6-ptq "$bd" BD --bits 6 --target-bits 6.65 --iters 0 --weight-rounding nearest ;;
+    bd-pq-w6) row bd-pq-w6 "$bd" BD --bits 6 --target-bits 6.65 --iters 150 --weight-rounding nearest ;;
+    fq-w6) row fq-w6 "$bi" BI --bits 6 --scope full --target-bits 6.65 --iters 150 --weight-rounding nearest ;;
     fq-w4) row fq-w4 "$bi" BI --bits 4 --scope full --target-bits 4.69 --iters 150 --weight-rounding nearest ;;
     *) echo "unknown row $r" >&2; exit 2 ;;
   esac

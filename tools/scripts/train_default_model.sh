@@ -91,12 +91,13 @@ for stage in "${stages[@]}"; do
     ablation)
       # docs/CALIBRATION.md's ablation: PTQ (no fine-tuning) with and without TS-LBA; each model
       # is scored with FG-VBA and with --no-adapt (b_V = 0), and uniform bits at 5..7 give the
-      # curve the adaptive rows are compared with at their mean bit-width.
+      # curve the adaptive rows are compared with at their mean bit-width. Nearest rounding, as
+      # measured, whatever the default.
       for v in ptq:"" ptq-uniform:--no-ts-lba; do
         name=pq-w6a6-${v%%:*}
         [ -f "$work/$name.safetensors" ] || "$calibrate" -m "$fp" "${clips[@]}" --degradation BI \
-          --bits 6 --iters 0 --crop 64 --frames 7 --threads 2 --seed 1 ${v#*:} -o "$work/$name.safetensors" \
-          --report "$work/$name.json" 2>&1 | tee "$work/$name.log"
+          --bits 6 --iters 0 --crop 64 --frames 7 --threads 2 --seed 1 --weight-rounding nearest ${v#*:} \
+          -o "$work/$name.safetensors" --report "$work/$name.json" 2>&1 | tee "$work/$name.log"
         "$evaluate" -m "$work/$name.safetensors" "${ev[@]}" --json >"$work/$name.eval.json"
         "$evaluate" -m "$work/$name.safetensors" "${ev[@]}" --no-adapt --json >"$work/$name-noadapt.eval.json"
       done
