@@ -170,7 +170,6 @@ int main(int argc, char** argv) {
       o.equalize = CalibrationOptions::equalize_for(o.hessian_rounding);
     else
       o.equalize = args.get_double("--equalize", 0);
-    if (!(o.equalize >= 0 && o.equalize <= 1)) args.die("--equalize must be auto or in 0..1");
     try {
       o.validate();
     } catch (const Error& e) {

@@ -273,7 +273,7 @@ void CalibrationOptions::validate() const {
     throw Error("--target-bits must be in " + std::to_string(min_allocated_bits()) + "..8 for --bits " +
                 std::to_string(bits) + " (each layer gets between bits - 1 and 8)");
   if (sensitivity_sequences < 1) throw Error("at least one sensitivity sequence is needed");
-  if (!(equalize >= 0 && equalize <= 1)) throw Error("--equalize must be in 0..1");
+  if (!(equalize >= 0 && equalize <= 1)) throw Error("--equalize must be auto or in 0..1");
   if (compute == Compute::Fp16)
     throw Error("--compute must be auto, fp32 or bf16 (fp16 is for GPU inference)");
 }
