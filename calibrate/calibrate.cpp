@@ -33,7 +33,7 @@ constexpr const char* kUsage =
     "                           [--checkpoint-every 25] [--stop-at N] [--resume] [--report R.json]\n"
     "                           [--plot R.svg] [--target-bits X] [--sensitivity-sequences 4]\n"
     "                           [--weight-rounding auto|nearest|hessian]\n"
-    "                           [--equalize auto|A]\n"
+    "                           [--equalize auto|A] [--keep-weights auto|yes|no]\n"
     "\n"
     "Quantizes a full-precision model as QBasicVSR does, without ground truth. Each --clips is a\n"
     "folder of PNG frames or a video file of LR frames (--degradation BI|BD first makes LR frames of\n"
@@ -66,6 +66,11 @@ constexpr const char* kUsage =
     "                        into the weights: the same network in float with more even ranges per\n"
     "                        channel for the one grid of each layer (0..1, 0: off); auto (the\n"
     "                        default): 0.5 with the weights rounded for their inputs, 0 with nearest\n"
+    "  --keep-weights K      yes: distillation learns the quantized layers' biases and activation\n"
+    "                        ranges only, the weights and their clips stay as rounded; no: the\n"
+    "                        weights and clips too; auto (the default): yes with the weights rounded\n"
+    "                        for their inputs above 4 bits (learnt clips and drifting weights undo\n"
+    "                        the rounding), no otherwise\n"
     "  -o, --output F        the quantized model file\n"
     "  --report F, --plot F  JSON report; SVG of the per-layer statistics, bits and loss curve\n"
     "  --checkpoint-every N  write OUT.ckpt (and OUT.ckpt.adam) every N iterations; --resume\n"
@@ -109,12 +114,12 @@ int main(int argc, char** argv) {
   args.value("-m", "--model");
   args.value("-o", "--output");
   for (const char* v :
-       {"--clips",   "--bits",      "--scope",         "--iters",       "--batch",
-        "--crop",    "--frames",    "--max-sequences", "--degradation", "--lambda-skt",
-        "--lr",      "--lr-ranges", "--lambda",        "--gamma",       "--range-percentile",
-        "--seed",    "--threads",   "--compute",       "--device",      "--checkpoint-every",
-        "--stop-at", "--report",    "--plot",          "--target-bits", "--sensitivity-sequences",
-        "--equalize"})
+       {"--clips",    "--bits",        "--scope",         "--iters",       "--batch",
+        "--crop",     "--frames",      "--max-sequences", "--degradation", "--lambda-skt",
+        "--lr",       "--lr-ranges",   "--lambda",        "--gamma",       "--range-percentile",
+        "--seed",     "--threads",     "--compute",       "--device",      "--checkpoint-every",
+        "--stop-at",  "--report",      "--plot",          "--target-bits", "--sensitivity-sequences",
+        "--equalize", "--keep-weights"})
     args.value("", v);
   args.value("", "--weight-rounding");
   args.flag("--no-ts-lba");
@@ -166,6 +171,10 @@ int main(int argc, char** argv) {
       args.die("--weight-rounding must be auto, nearest or hessian");
     o.hessian_rounding =
         rounding == "hessian" || (rounding == "auto" && CalibrationOptions::hessian_rounding_pays(o.bits));
+    const std::string keep = args.get("--keep-weights", "auto");
+    if (keep != "auto" && keep != "yes" && keep != "no") args.die("--keep-weights must be auto, yes or no");
+    o.keep_weights =
+        keep == "yes" || (keep == "auto" && CalibrationOptions::keep_weights_for(o.hessian_rounding, o.bits));
     if (args.get("--equalize", "auto") == "auto")
       o.equalize = CalibrationOptions::equalize_for(o.hessian_rounding);
     else
@@ -229,6 +238,9 @@ int main(int argc, char** argv) {
                            {"crop", o.crop},
                            {"seed", o.seed},
                            {"lambda_skt", o.lambda_skt},
+                           {"lr", o.lr_weights},
+                           {"lr_ranges", o.lr_ranges},
+                           {"keep_weights", o.keep_weights},
                            {"equalize", o.equalize},
                            {"final_loss", report.losses.empty() ? 0.0 : report.losses.back().loss},
                            {"first_loss", report.losses.empty() ? 0.0 : report.losses.front().loss}};
@@ -243,13 +255,14 @@ int main(int argc, char** argv) {
     for (const auto& l : report.layers) up += l.b_L > 0, down += l.b_L < 0;
     std::fprintf(
         stderr,
-        "qbasicvsr-calibrate: %s: b_L +1 on %d layers, -1 on %d; weights rounded %s; streams equalised "
+        "qbasicvsr-calibrate: %s: b_L +1 on %d layers, -1 on %d; weights rounded %s%s; streams equalised "
         "with alpha %.2f (scales up to %.2f); mean %.2f bits "
         "over the calibration sequences (FG-VBA); tau %.2f / %.2f; ranges x%.2f; stats %.0f s, "
         "fine-tuning %.0f s\n",
         output.c_str(), up, down, o.hessian_rounding ? "for their inputs (hessian)" : "to nearest",
-        o.equalize, report.stream_scale_max, report.mean_bits, report.tau_lo, report.tau_hi,
-        report.range_scale, report.stats_seconds, report.train_seconds);
+        o.keep_weights && o.iters > 0 ? ", kept by distillation" : "", o.equalize, report.stream_scale_max,
+        report.mean_bits, report.tau_lo, report.tau_hi, report.range_scale, report.stats_seconds,
+        report.train_seconds);
     return 0;
   });
 }

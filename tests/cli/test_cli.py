@@ -601,6 +601,33 @@ def rounding_cases(tmp, base):
          r.returncode == 0 and "streams equalised with alpha 0.00" in r.stderr
          and rep["stream_scales"]["max"] == 1 and ok and "streams equalised with alpha 0.50" in first.stderr
          and first_rep["stream_scales"]["max"] > 1, r.stderr)
+    # Distillation learns the biases, and the rounded weights and their clips unless it keeps them:
+    # --keep-weights auto keeps them above 4 bits (6: kept, 4: learnt), yes keeps them at 4.
+    six_h = six + ["--weight-rounding", "hessian"]
+    r = run(six_h + ["--iters", "0", "-o", out + ".6h"], timeout=300)
+    ok6 = r.returncode == 0
+
+    def learnt_of(path):  # the quantized layers' weights, clips and biases
+        lq = json.loads(read_metadata(path)["quantization"])["layers"]
+        return ({n: read_tensor(path, n + ".weight").tobytes() for n in lq}, {n: v["weight_clip"] for n, v in lq.items()},
+                {n: read_tensor(path, n + ".bias").tobytes() for n in lq})
+    for i, (args, start, keeps, what) in enumerate(((six_h, out + ".6h", True, "auto at --bits 6"),
+                                     (base, out, False, "auto at --bits 4"),
+                                     (base + ["--keep-weights", "yes"], out, True, "yes at --bits 4"))):
+        tuned = out + ".keep%d" % i
+        r = run(args + ["--iters", "2", "-o", tuned], timeout=300)
+        good = ok and ok6 and r.returncode == 0
+        prov = json.loads(read_metadata(tuned)["provenance"]) if good else {}
+        before, after = (learnt_of(start), learnt_of(tuned)) if good else ((), ())
+        case(f"calibrate, hessian rounding: --keep-weights {what} " + ("keeps" if keeps else "learns") +
+             " the rounded weights and clips; the biases are learnt",
+             good and (after[0] == before[0] and after[1] == before[1]) == keeps and after[2] != before[2]
+             and prov["calibration"]["keep_weights"] == keeps and ("kept by distillation" in r.stderr) == keeps,
+             r.stderr)
+    expect_error("calibrate: bad --keep-weights", base + ["--keep-weights", "maybe", "-o", out + ".x"],
+                 "--keep-weights must be auto, yes or no")
+    expect_error("calibrate: negative --lr", base + ["--lr", "-1e-5", "-o", out + ".x"],
+                 "--lr and --lr-ranges must be >= 0")
     r = run(base + ["--iters", "0", "--weight-rounding", "nearest", "-o", out + ".n"], timeout=300)
     case("calibrate: --weight-rounding nearest at --bits 4", r.returncode == 0
          and "weights rounded to nearest" in r.stderr, r.stderr)

@@ -19,10 +19,13 @@ struct CalibrationOptions {
   int bits = 6;
   Scope scope = Scope::Partial;
   int iters = 150;
-  int batch = 2;                          // sequences per iteration
-  int crop = 64;                          // LR crop side for statistics and fine-tuning
-  double lr_weights = 1e-5;               // Adam, weights and biases of quantized layers
-  double lr_ranges = 1e-3;                // Adam, activation ranges and weight clips
+  int batch = 2;             // sequences per iteration
+  int crop = 64;             // LR crop side for statistics and fine-tuning
+  double lr_weights = 1e-5;  // Adam, weights and biases of quantized layers
+  double lr_ranges = 1e-3;   // Adam, activation ranges and weight clips
+  // Distillation learns the quantized layers' biases and activation ranges, and unless this is
+  // set their weights and weight clips too (see keep_weights_for).
+  bool keep_weights = false;
   double lambda_skt = 1.0;                // L = L_pix + lambda_skt * L_skt
   double gamma = 1.0;                     // FG-VBA: weight of T_cons
   std::optional<double> lambda;           // FG-VBA: weight of the motion term; default balances the terms
@@ -61,6 +64,13 @@ struct CalibrationOptions {
   // the wider conv1 columns the equalisation makes (official W4A4 PTQ: +0.125 dB held out, +0.235
   // under FG-VBA); off with nearest rounding, where it gained 0.03 dB (docs/CALIBRATION.md).
   static double equalize_for(bool hessian_rounding) { return hessian_rounding ? 0.5 : 0.0; }
+  // What `--keep-weights auto` picks: keep the weights rounded for their inputs above 4 bits, where
+  // distillation's straight-through updates only undo the rounding (a learnt clip moves the grid
+  // under every weight; at 7-8 bits a weight drifts half a step within tens of iterations): the
+  // official W6A6 lost 0.043 dB at b_V = 0 learning them and gained 0.001 keeping them. At 4 bits
+  // the learnt weights gain (+0.073 dB over the rounding alone) and nearest rounding has nothing
+  // to keep (docs/CALIBRATION.md).
+  static bool keep_weights_for(bool hessian_rounding, int bits) { return hessian_rounding && bits > 4; }
   uint64_t seed = 1;
   int threads = 0;
   Compute compute = Compute::Auto;  // the student's convolutions (the teacher runs in fp32)

@@ -272,6 +272,7 @@ void CalibrationOptions::validate() const {
   if (target_bits && !(*target_bits >= min_allocated_bits() && *target_bits <= kMaxBits))
     throw Error("--target-bits must be in " + std::to_string(min_allocated_bits()) + "..8 for --bits " +
                 std::to_string(bits) + " (each layer gets between bits - 1 and 8)");
+  if (!(lr_weights >= 0 && lr_ranges >= 0)) throw Error("--lr and --lr-ranges must be >= 0");
   if (sensitivity_sequences < 1) throw Error("at least one sensitivity sequence is needed");
   if (!(equalize >= 0 && equalize <= 1)) throw Error("--equalize must be auto or in 0..1");
   if (compute == Compute::Fp16)
@@ -475,10 +476,11 @@ void round_weights(Model& model, const std::vector<LayerInfo>& layers, const Sta
 }
 
 // Phase 3's learner: the student network (the teacher's weights, or a checkpoint's) with a
-// learnable range [l, u] and per-channel weight clip for every quantized layer.
+// learnable range [l, u] and bias for every quantized layer, and its weights and per-channel
+// weight clip unless `keep_weights`.
 struct Student {
   Student(const Model& weights, const std::vector<LayerInfo>& layers, const QuantPlan& plan,
-          const QuantSettings& q)
+          const QuantSettings& q, bool keep_weights)
       : net(weights), convs(net.layers()), l(layers.size()), u(layers.size()), clip(layers.size()) {
     for (std::size_t id = 0; id < layers.size(); ++id) {
       if (!plan.quantized(static_cast<int>(id))) continue;
@@ -489,11 +491,15 @@ struct Student {
       const int fc = layers[id].frame_channels;
       const at::Tensor quantized_w =
           fc ? convs[id]->weight.narrow(1, fc, convs[id]->weight.size(1) - fc) : convs[id]->weight;
-      clip[id] = weight_clip_values(quantized_w, lq.weight_clip).contiguous().requires_grad_();
-      convs[id]->weight.requires_grad_();
+      clip[id] = weight_clip_values(quantized_w, lq.weight_clip).contiguous();
       convs[id]->bias.requires_grad_();
-      weight_params.insert(weight_params.end(), {convs[id]->weight, convs[id]->bias});
-      range_params.insert(range_params.end(), {l[id], u[id], clip[id]});
+      weight_params.push_back(convs[id]->bias);
+      range_params.insert(range_params.end(), {l[id], u[id]});
+      if (keep_weights) continue;
+      clip[id].requires_grad_();
+      convs[id]->weight.requires_grad_();
+      weight_params.push_back(convs[id]->weight);
+      range_params.push_back(clip[id]);
     }
   }
   Student(const Student&) = delete;
@@ -695,7 +701,7 @@ Model calibrate(const Model& source, const std::vector<std::vector<Image>>& sequ
   const int start = resume.empty() ? 0 : restore_checkpoint(ck, resume, fp, q, student_model, report);
   report.start_iteration = start;
   QuantPlan plan(fp.arch, q);
-  Student student(student_model, layers, plan, q);
+  Student student(student_model, layers, plan, q, o.keep_weights);
   auto export_at = [&](int iteration) {
     return student.export_model(fp, layers, plan, q, report, iteration);
   };
