@@ -9,9 +9,11 @@
 # also pq-w4-ptq and, with the weights rounded for their inputs (--weight-rounding hessian),
 # pq-w4-hr-ptq, pq-w4-hr (150 iterations) and pq-w6-hr-ptq, and with the residual streams
 # equalised as well (the defaults at 4 bits since 2026-12-03), pq-w4-eq-ptq and pq-w4-eq, and at
-# 6 bits with both named, pq-w6-eq-ptq and pq-w6-eq (student in fp32). The rows name the rounding
-# they were measured with (--weight-rounding nearest, --equalize 0), whatever the defaults: auto
-# rounds for the inputs at 4 bits or fewer and then equalises the streams.
+# 6 bits with both named, pq-w6-eq-ptq and pq-w6-eq (student in fp32), and pq-w6-keep, the same
+# distillation keeping the rounded weights (--keep-weights yes, auto's choice there since
+# 2026-12-03: it learns biases and activation ranges only). The rows name the rounding they were
+# measured with (--weight-rounding nearest, --equalize 0, --keep-weights), whatever the defaults:
+# auto rounds for the inputs at 4 bits or fewer and then equalises the streams.
 # CALIBRATE_FLAGS (split on spaces) go to every calibration after the row's own flags: experiments.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -78,7 +80,9 @@ for r in "${rows[@]}"; do
     pq-w6-eq-ptq) row pq-w6-eq-ptq "$bi" BI --bits 6 --target-bits 6.65 --iters 0 --weight-rounding hessian \
       --equalize 0.5 ;;
     pq-w6-eq) row pq-w6-eq "$bi" BI --bits 6 --target-bits 6.65 --iters 150 --compute fp32 \
-      --weight-rounding hessian --equalize 0.5 ;;
+      --weight-rounding hessian --equalize 0.5 --keep-weights no ;;
+    pq-w6-keep) row pq-w6-keep "$bi" BI --bits 6 --target-bits 6.65 --iters 150 --compute fp32 \
+      --weight-rounding hessian --equalize 0.5 --keep-weights yes ;;
     bd-pq-w6-ptq) row bd-pq-w6-ptq "$bd" BD --bits 6 --target-bits 6.65 --iters 0 --weight-rounding nearest ;;
     bd-pq-w6) row bd-pq-w6 "$bd" BD --bits 6 --target-bits 6.65 --iters 150 --weight-rounding nearest ;;
     fq-w6) row fq-w6 "$bi" BI --bits 6 --scope full --target-bits 6.65 --iters 150 --weight-rounding nearest ;;
