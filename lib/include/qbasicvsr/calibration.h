@@ -66,7 +66,7 @@ struct CalibrationOptions {
   static double equalize_for(bool hessian_rounding) { return hessian_rounding ? 0.5 : 0.0; }
   // What `--keep-weights auto` picks: keep the weights rounded for their inputs above 4 bits, where
   // distillation's straight-through updates only undo the rounding (a learnt clip moves the grid
-  // under every weight; at 7-8 bits a weight drifts half a step within tens of iterations): the
+  // under every weight; at 7-8 bits a weight can drift half a step within tens of iterations): the
   // official W6A6 lost 0.043 dB at b_V = 0 learning them and gained 0.001 keeping them. At 4 bits
   // the learnt weights gain (+0.073 dB over the rounding alone) and nearest rounding has nothing
   // to keep (docs/CALIBRATION.md).
