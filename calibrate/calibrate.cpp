@@ -161,18 +161,15 @@ int main(int argc, char** argv) {
     o.range_search = !args.has("--no-range-search");
     o.seed = static_cast<uint64_t>(args.get_int("--seed", 1, 0, 1L << 40));
     o.threads = static_cast<int>(args.get_int("--threads", 0, 0, 1024));
-    o.compute = parse_compute(args.get("--compute", "auto"));
+    o.compute = parse_compute(args.choice("--compute", "auto", {"auto", "fp32", "bf16"}));
     o.checkpoint_every = static_cast<int>(args.get_int("--checkpoint-every", 25, 0, 1000000));
     o.stop_at = static_cast<int>(args.get_int("--stop-at", 0, 0, 1000000));
     if (args.has("--target-bits")) o.target_bits = args.get_double("--target-bits", 0);
     o.sensitivity_sequences = static_cast<int>(args.get_int("--sensitivity-sequences", 4, 1, 1000));
-    const std::string rounding = args.get("--weight-rounding", "auto");
-    if (rounding != "auto" && rounding != "nearest" && rounding != "hessian")
-      args.die("--weight-rounding must be auto, nearest or hessian");
+    const std::string rounding = args.choice("--weight-rounding", "auto", {"auto", "nearest", "hessian"});
     o.hessian_rounding =
         rounding == "hessian" || (rounding == "auto" && CalibrationOptions::hessian_rounding_pays(o.bits));
-    const std::string keep = args.get("--keep-weights", "auto");
-    if (keep != "auto" && keep != "yes" && keep != "no") args.die("--keep-weights must be auto, yes or no");
+    const std::string keep = args.choice("--keep-weights", "auto", {"auto", "yes", "no"});
     o.keep_weights =
         keep == "yes" || (keep == "auto" && CalibrationOptions::keep_weights_for(o.hessian_rounding, o.bits));
     if (args.get("--equalize", "auto") == "auto")

@@ -147,8 +147,7 @@ int main(int argc, char** argv) {
     if (args.all("--clips").empty()) args.die("give at least one --clips PATH");
     check_device(args.get("--device", "cpu"));
     if (args.get("--device", "cpu") != "cpu") args.die("training runs on the CPU only (--device cpu)");
-    const std::string base = args.get("--base", "bicubic");
-    if (base != "bilinear" && base != "bicubic") args.die("--base must be bilinear or bicubic");
+    const std::string base = args.choice("--base", "bicubic", {"bilinear", "bicubic"});
     if (args.has("--init") && (args.has("--arch") || args.has("--base") || args.has("--flow-from")))
       args.die("--arch, --base and --flow-from describe a fresh network; --init takes the model's own");
 
@@ -180,10 +179,7 @@ int main(int argc, char** argv) {
     fo.lr = args.get_double("--flow-lr", fo.lr);
     fo.max_shift = args.get_double("--flow-max-shift", fo.max_shift);
     if (fo.max_shift < 0 || fo.max_shift > 64) args.die("--flow-max-shift must be in 0..64");
-    const std::string compute = args.get("--compute", "auto");
-    if (compute != "auto" && compute != "fp32" && compute != "bf16")
-      args.die("--compute must be auto, fp32 or bf16");
-    o.compute = compute == "fp32" ? Compute::Fp32 : compute == "bf16" ? Compute::Bf16 : Compute::Auto;
+    o.compute = parse_compute(args.choice("--compute", "auto", {"auto", "fp32", "bf16"}));
     fo.compute = o.compute;
     fo.seed = o.seed;
     fo.threads = o.threads;

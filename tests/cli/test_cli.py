@@ -477,7 +477,7 @@ def calibrate_cases(tmp, shipped):
     expect_error("calibrate: one-frame clip", [TOOLS["calibrate"], "-m", shipped, "--clips", short, "--bits", "6",
                                                "-o", os.path.join(tmp, "x.safetensors")], "at least 2 frames")
     expect_error("calibrate: bad --compute", base + ["--compute", "int4", "-o", os.path.join(tmp, "x.safetensors")],
-                 "unknown compute")
+                 '--compute must be auto, fp32 or bf16, got "int4"')
     expect_error("calibrate: --compute fp16 (GPU inference only)",
                  base + ["--compute", "fp16", "-o", os.path.join(tmp, "x.safetensors")], "--compute must be auto, fp32 or bf16")
     r = run(base + ["--iters", "2", "--compute", "fp32", "-o", os.path.join(tmp, "q6.safetensors")], timeout=300)
@@ -625,7 +625,7 @@ def rounding_cases(tmp, base):
              and prov["calibration"]["keep_weights"] == keeps and ("kept by distillation" in r.stderr) == keeps,
              r.stderr)
     expect_error("calibrate: bad --keep-weights", base + ["--keep-weights", "maybe", "-o", out + ".x"],
-                 "--keep-weights must be auto, yes or no")
+                 '--keep-weights must be auto, yes or no, got "maybe"')
     expect_error("calibrate: negative --lr", base + ["--lr", "-1e-5", "-o", out + ".x"],
                  "--lr and --lr-ranges must be >= 0")
     r = run(base + ["--iters", "0", "--weight-rounding", "nearest", "-o", out + ".n"], timeout=300)
@@ -712,7 +712,10 @@ def train_cases(tmp, quantized):
     expect_error("train: init and arch", [TOOLS["train"], "--clips", clip, "--init", out, "--arch", "4,1", "-o", x],
                  "--init takes the model's own")
     expect_error("train: resume without checkpoint", base + ["--resume", "-o", x], "no checkpoint")
-    expect_error("train: bad --compute", base + ["--compute", "int8", "-o", x], "--compute must be")
+    expect_error("train: bad --compute", base + ["--compute", "int8", "-o", x],
+                 '--compute must be auto, fp32 or bf16, got "int8"')
+    expect_error("train: bad --base", base[:3] + ["--base", "lanczos", "-o", x],
+                 '--base must be bilinear or bicubic, got "lanczos"')
     expect_error("train: missing clip", [TOOLS["train"], "--clips", os.path.join(tmp, "nope"), "-o", x],
                  "no such clip")
 

@@ -139,6 +139,18 @@ class Args {
     if (s.empty() || *end != '\0') die(name + " must be a number, got \"" + s + "\"");
     return v;
   }
+  // The value of an option that names one of `choices` (`fallback` when absent); anything else
+  // exits 2 with "NAME must be A, B or C, got "X"".
+  std::string choice(const std::string& name, const std::string& fallback,
+                     const std::vector<std::string>& choices) const {
+    const std::string s = get(name, fallback);
+    for (const auto& c : choices)
+      if (s == c) return s;
+    std::string list;
+    for (std::size_t i = 0; i < choices.size(); ++i)
+      list += (i == 0 ? "" : i + 1 == choices.size() ? " or " : ", ") + choices[i];
+    die(name + " must be " + list + ", got \"" + s + "\"");
+  }
   const std::vector<std::string>& positional() const { return positional_; }
 
   [[noreturn]] void die(const std::string& message) const {
