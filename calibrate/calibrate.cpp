@@ -70,7 +70,7 @@ constexpr const char* kUsage =
     "                        ranges only, the weights and their clips stay as rounded; no: the\n"
     "                        weights and clips too; auto (the default): yes with the weights rounded\n"
     "                        for their inputs above 4 bits (learnt clips and drifting weights undo\n"
-    "                        the rounding), no otherwise\n"
+    "                        the rounding), no otherwise. --resume needs the run's own choice\n"
     "  -o, --output F        the quantized model file\n"
     "  --report F, --plot F  JSON report; SVG of the per-layer statistics, bits and loss curve\n"
     "  --checkpoint-every N  write OUT.ckpt (and OUT.ckpt.adam) every N iterations; --resume\n"
@@ -194,8 +194,11 @@ int main(int argc, char** argv) {
     if (args.has("--resume")) {
       if (!fs::exists(o.checkpoint)) throw Error(o.checkpoint + ": no checkpoint to resume from");
       resume = o.checkpoint;
-      // The run's own arithmetic; asking for another is a one-line error before any clip is read.
-      o.compute = run_arithmetic(o.compute, resume);
+      // The run's own arithmetic and weights kept or learnt; asking for another is a one-line
+      // error before any clip is read.
+      const Model checkpoint = load_model(resume);
+      o.compute = run_arithmetic(o.compute, checkpoint, resume);
+      check_resumable(o, checkpoint, resume);
     }
     std::vector<std::string> clip_names;
     const auto sequences = load_sequences(args.all("--clips"), frames, max_seq, degrade, &clip_names);

@@ -7,6 +7,7 @@
 
 #include "net/basicvsr.h"
 #include "net/spynet.h"
+#include "qbasicvsr/calibration.h"
 #include "qbasicvsr/error.h"
 #include "qbasicvsr/runtime.h"
 #include "qbasicvsr/training.h"
@@ -438,6 +439,29 @@ TEST(RunArithmetic, AFreshRunResolvesAndAResumedRunKeepsItsOwn) {
   EXPECT_EQ(run_arithmetic(Compute::Bf16, path), Compute::Bf16);
   std::remove(path.c_str());
   rmdir(dir.c_str());
+}
+
+TEST(CheckResumable, ACalibrationResumesKeepingOrLearningItsWeightsAsItStarted) {
+  Model ck = random_model(test::tiny_arch(), 1);
+  CalibrationOptions o;
+  for (const bool kept : {false, true}) {
+    ck.extra_metadata["calibration_state"] =
+        std::string(R"({"iteration":2,"keep_weights":)") + (kept ? "true" : "false") + "}";
+    o.keep_weights = kept;
+    EXPECT_NO_THROW(check_resumable(o, ck, "run.ckpt"));
+    o.keep_weights = !kept;
+    const std::string e = error_of([&] { check_resumable(o, ck, "run.ckpt"); });
+    EXPECT_EQ(e.rfind("run.ckpt: this run ", 0), 0u) << e;
+    EXPECT_NE(e.find(kept ? "resume it with --keep-weights yes" : "resume it with --keep-weights no"),
+              std::string::npos)
+        << e;
+  }
+  // Checkpoints from before the record pass either way.
+  ck.extra_metadata["calibration_state"] = R"({"iteration":2})";
+  for (const bool keep : {false, true}) {
+    o.keep_weights = keep;
+    EXPECT_NO_THROW(check_resumable(o, ck, "run.ckpt"));
+  }
 }
 
 TEST(Tiling, BandsPartitionTheRowsAndAShortRemainderJoinsTheLastBand) {

@@ -132,6 +132,11 @@ struct CalibrationProgress {
   double loss, l_pix, l_skt, it_per_s, eta_s;
 };
 
+// Throws Error when the calibration checkpoint `checkpoint` (loaded; `name` names it) records that
+// its run kept the rounded weights and `options` learn them, or the other way round: Adam's state
+// is for the parameters the run started with. Checkpoints without the record pass.
+void check_resumable(const CalibrationOptions& options, const Model& checkpoint, const std::string& name);
+
 // Runs calibration. `sequences` are LR clips (each at least 2 frames, all frames of a sequence
 // the same size). `resume` is a checkpoint written by an earlier run with the same options and
 // sequences: statistics are recomputed (they are deterministic), weights, ranges and the optimizer

@@ -481,7 +481,12 @@ void round_weights(Model& model, const std::vector<LayerInfo>& layers, const Sta
 struct Student {
   Student(const Model& weights, const std::vector<LayerInfo>& layers, const QuantPlan& plan,
           const QuantSettings& q, bool keep_weights)
-      : net(weights), convs(net.layers()), l(layers.size()), u(layers.size()), clip(layers.size()) {
+      : net(weights),
+        convs(net.layers()),
+        l(layers.size()),
+        u(layers.size()),
+        clip(layers.size()),
+        keep_weights(keep_weights) {
     for (std::size_t id = 0; id < layers.size(); ++id) {
       if (!plan.quantized(static_cast<int>(id))) continue;
       const LayerQuant& lq = *q.layer(layers[id].name);
@@ -523,9 +528,11 @@ struct Student {
     m.quantization = out;
     json losses_json = json::array();
     for (const auto& s : report.losses) losses_json.push_back({s.iteration, s.loss, s.l_pix, s.l_skt});
-    m.extra_metadata[kStateKey] =
-        json{{"iteration", iteration}, {"losses", losses_json}, {"compute", report.bf16 ? "bf16" : "fp32"}}
-            .dump();
+    const json state{{"iteration", iteration},
+                     {"losses", losses_json},
+                     {"compute", report.bf16 ? "bf16" : "fp32"},
+                     {"keep_weights", keep_weights}};
+    m.extra_metadata[kStateKey] = state.dump();
     return m;
   }
 
@@ -533,6 +540,7 @@ struct Student {
   std::vector<Conv*> convs;
   std::vector<at::Tensor> l, u, clip;
   std::vector<at::Tensor> weight_params, range_params;
+  bool keep_weights;
 };
 
 // Phase 3: distillation from iteration `start`: random crops and flips, bits as the element would
@@ -637,6 +645,18 @@ int restore_checkpoint(const Model& ck, const std::string& resume, const Model& 
 
 }  // namespace
 
+void check_resumable(const CalibrationOptions& o, const Model& ck, const std::string& resume) {
+  const auto it = ck.extra_metadata.find(kStateKey);
+  if (it == ck.extra_metadata.end()) return;
+  const auto state = json::parse(it->second, nullptr, false);
+  if (state.is_discarded() || !state.contains("keep_weights") || !state["keep_weights"].is_boolean()) return;
+  const bool kept = state["keep_weights"].get<bool>();
+  if (kept != o.keep_weights)
+    throw Error(resume + ": this run " + (kept ? "keeps" : "learns") +
+                " the rounded weights; resume it with --keep-weights " + (kept ? "yes" : "no") +
+                " (or start it again to change that)");
+}
+
 Model calibrate(const Model& source, const std::vector<std::vector<Image>>& sequences,
                 const CalibrationOptions& o, CalibrationReport* report_out,
                 const std::function<void(const CalibrationProgress&)>& progress, const std::string& resume) {
@@ -654,6 +674,7 @@ Model calibrate(const Model& source, const std::vector<std::vector<Image>>& sequ
   const Model ck = resume.empty() ? Model() : load_model(resume);
   report.bf16 = (resume.empty() ? run_arithmetic(o.compute, "") : run_arithmetic(o.compute, ck, resume)) ==
                 Compute::Bf16;
+  if (!resume.empty()) check_resumable(o, ck, resume);
   // 0. The network to quantize: the source, its streams equalised with o.equalize (the same
   // function in float, so it is the teacher too).
   const Model fp = equalized(source, sequences, o, report);
