@@ -70,11 +70,13 @@ constexpr const char* kUsage =
     "                        ranges only, the weights and their clips stay as rounded; no: the\n"
     "                        weights and clips too; auto (the default): yes with the weights rounded\n"
     "                        for their inputs above 4 bits (learnt clips and drifting weights undo\n"
-    "                        the rounding), no otherwise. --resume needs the run's own choice\n"
+    "                        the rounding), no otherwise\n"
     "  -o, --output F        the quantized model file\n"
     "  --report F, --plot F  JSON report; SVG of the per-layer statistics, bits and loss curve\n"
     "  --checkpoint-every N  write OUT.ckpt (and OUT.ckpt.adam) every N iterations; --resume\n"
-    "                        continues from it exactly\n"
+    "                        continues from it exactly; options or sequences other than the run's\n"
+    "                        (the checkpoint records them) are refused, but --threads, --stop-at and\n"
+    "                        --checkpoint-every may differ\n"
     "  --stop-at N           stop after iteration N with a checkpoint (calibrate in slices)\n"
     "  --compute C           the student's convolutions in bf16 (mixed precision) or fp32; auto (the\n"
     "                        default) takes bf16 where it is known faster (AMX-BF16, or AVX-512 BF16 on\n"
@@ -191,17 +193,19 @@ int main(int argc, char** argv) {
     if (fp.quantization)
       throw Error(model_path + " is already quantized; calibrate its full-precision source instead");
     std::string resume;
+    Model checkpoint;
     if (args.has("--resume")) {
       if (!fs::exists(o.checkpoint)) throw Error(o.checkpoint + ": no checkpoint to resume from");
       resume = o.checkpoint;
       // The run's own arithmetic and weights kept or learnt; asking for another is a one-line
       // error before any clip is read.
-      const Model checkpoint = load_model(resume);
+      checkpoint = load_model(resume);
       o.compute = run_arithmetic(o.compute, checkpoint, resume);
       check_resumable(o, checkpoint, resume);
     }
     std::vector<std::string> clip_names;
     const auto sequences = load_sequences(args.all("--clips"), frames, max_seq, degrade, &clip_names);
+    if (!resume.empty()) check_resumable(o, checkpoint, resume, &sequences);
     std::fprintf(
         stderr, "qbasicvsr-calibrate: %s (%s), %zu sequences from %zu clips, W%dA%d %s, %d iterations x %d\n",
         model_path.c_str(), fp.arch.summary().c_str(), sequences.size(), clip_names.size(), o.bits, o.bits,
@@ -225,25 +229,16 @@ int main(int argc, char** argv) {
     }
     nlohmann::json prov = nlohmann::json::parse(fp.provenance_json, nullptr, false);
     if (!prov.is_object()) prov = nlohmann::json::object();
-    prov["calibration"] = {{"fp_model", model_path},
-                           {"fp_model_sha256", file_sha256(model_path)},
-                           {"clips", clip_names},
-                           {"sequences", sequences.size()},
-                           {"degrade", degrade ? degradation_name(*degrade) : ""},
-                           {"bits", o.bits},
-                           {"target_bits", o.target_bits ? nlohmann::json(*o.target_bits) : nlohmann::json()},
-                           {"scope", scope_name(o.scope)},
-                           {"iterations", o.iters},
-                           {"batch", o.batch},
-                           {"crop", o.crop},
-                           {"seed", o.seed},
-                           {"lambda_skt", o.lambda_skt},
-                           {"lr", o.lr_weights},
-                           {"lr_ranges", o.lr_ranges},
-                           {"keep_weights", o.keep_weights},
-                           {"equalize", o.equalize},
-                           {"final_loss", report.losses.empty() ? 0.0 : report.losses.back().loss},
-                           {"first_loss", report.losses.empty() ? 0.0 : report.losses.front().loss}};
+    // The options (calibration_options_json) and what they ran on and reached.
+    nlohmann::json run = nlohmann::json::parse(calibration_options_json(o));
+    run.update({{"fp_model", model_path},
+                {"fp_model_sha256", file_sha256(model_path)},
+                {"clips", clip_names},
+                {"sequences", sequences.size()},
+                {"degrade", degrade ? degradation_name(*degrade) : ""},
+                {"final_loss", report.losses.empty() ? 0.0 : report.losses.back().loss},
+                {"first_loss", report.losses.empty() ? 0.0 : report.losses.front().loss}});
+    prov["calibration"] = run;
     out.provenance_json = prov.dump();
     save_model(output, out);
     std::error_code ec;

@@ -458,11 +458,17 @@ def calibrate_cases(tmp, shipped):
     stopped = r.returncode == 0 and not os.path.exists(part) and os.path.exists(part + ".ckpt")
     other_arithmetic_refused("calibrate", base + ["--iters", "4", "--resume", "-o", part], part + ".ckpt",
                              "calibration_state")
-    # The stopped run learns its weights (auto at --bits 4); resumed keeping them, Adam's state
-    # would not fit: refused by name before the statistics, the checkpoint left to resume below.
+    # Resumed with other options than it started with, a run would give no uninterrupted result
+    # (kept weights: Adam's state would not even fit): refused by name before the statistics, the
+    # checkpoint left to resume below.
     expect_error("calibrate: --resume with the other --keep-weights",
                  base + ["--iters", "4", "--resume", "--keep-weights", "yes", "-o", part],
-                 "this run learns the rounded weights; resume it with --keep-weights no")
+                 "the run was started with --keep-weights no, not --keep-weights yes; resume it with its options")
+    expect_error("calibrate: --resume with another --iters", base + ["--iters", "6", "--resume", "-o", part],
+                 "the run was started with --iters 4, not --iters 6")
+    expect_error("calibrate: --resume on other sequences (--frames 2)",
+                 base + ["--iters", "4", "--frames", "2", "--resume", "-o", part],
+                 "the run was started on other calibration sequences")
     r = run(base + ["--iters", "4", "--resume", "-o", part], timeout=300)
     case("calibrate: --stop-at then --resume gives the uninterrupted result", stopped and r.returncode == 0
          and open(part, "rb").read() == open(out, "rb").read() and not os.path.exists(part + ".ckpt"), r.stderr)

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 
 #include "net/basicvsr.h"
 #include "net/spynet.h"
@@ -441,27 +442,45 @@ TEST(RunArithmetic, AFreshRunResolvesAndAResumedRunKeepsItsOwn) {
   rmdir(dir.c_str());
 }
 
-TEST(CheckResumable, ACalibrationResumesKeepingOrLearningItsWeightsAsItStarted) {
+TEST(CheckResumable, ACalibrationResumesOnlyWithTheOptionsItStartedWith) {
   Model ck = random_model(test::tiny_arch(), 1);
+  ck.extra_metadata["calibration_state"] =
+      R"({"iteration":2,"run":{"bits":4,"keep_weights":false,"fg_vba":true,"target_bits":null,"lr":1e-05}})";
   CalibrationOptions o;
-  for (const bool kept : {false, true}) {
-    ck.extra_metadata["calibration_state"] =
-        std::string(R"({"iteration":2,"keep_weights":)") + (kept ? "true" : "false") + "}";
-    o.keep_weights = kept;
-    EXPECT_NO_THROW(check_resumable(o, ck, "run.ckpt"));
-    o.keep_weights = !kept;
-    const std::string e = error_of([&] { check_resumable(o, ck, "run.ckpt"); });
-    EXPECT_EQ(e.rfind("run.ckpt: this run ", 0), 0u) << e;
-    EXPECT_NE(e.find(kept ? "resume it with --keep-weights yes" : "resume it with --keep-weights no"),
-              std::string::npos)
-        << e;
-  }
-  // Checkpoints from before the record pass either way.
+  o.bits = 4;
+  o.lr_weights = 1e-5;
+  EXPECT_NO_THROW(check_resumable(o, ck, "run.ckpt"));
+  o.threads = 7;  // not part of the result
+  o.stop_at = 9;
+  EXPECT_NO_THROW(check_resumable(o, ck, "run.ckpt"));
+  const auto refused = [&](const std::function<void(CalibrationOptions&)>& change, const std::string& says) {
+    CalibrationOptions other = o;
+    change(other);
+    const std::string e = error_of([&] { check_resumable(other, ck, "run.ckpt"); });
+    EXPECT_EQ(e.rfind("run.ckpt: the run was started with " + says, 0), 0u) << e;
+    EXPECT_NE(e.find("resume it with its options"), std::string::npos) << e;
+  };
+  refused([](CalibrationOptions& c) { c.bits = 6; }, "--bits 4, not --bits 6");
+  refused([](CalibrationOptions& c) { c.keep_weights = true; }, "--keep-weights no, not --keep-weights yes");
+  refused([](CalibrationOptions& c) { c.fg_vba = false; }, "FG-VBA, not --no-fg-vba");
+  refused([](CalibrationOptions& c) { c.target_bits = 6.5; },
+          "TS-LBA's percentiles (no --target-bits), not --target-bits 6.5");
+  refused([](CalibrationOptions& c) { c.lr_weights = 2e-5; }, "--lr 1e-05, not --lr 2e-05");
+  // With the sequences: others than the recorded digest are refused; without them, not looked at.
+  ck.extra_metadata["calibration_state"] =
+      R"({"iteration":2,"run":{"bits":4,"sequences":"0000000000000000"}})";
+  const std::vector<std::vector<Image>> sequences(
+      1, std::vector<Image>(2, Image{4, 4, std::vector<uint8_t>(48, 7), 8, {}}));
+  EXPECT_NO_THROW(check_resumable(o, ck, "run.ckpt"));
+  EXPECT_NE(error_of([&] {
+              check_resumable(o, ck, "run.ckpt", &sequences);
+            }).find("run.ckpt: the run was started on other calibration sequences"),
+            std::string::npos);
+  // Checkpoints from before the record pass whatever is asked.
   ck.extra_metadata["calibration_state"] = R"({"iteration":2})";
-  for (const bool keep : {false, true}) {
-    o.keep_weights = keep;
-    EXPECT_NO_THROW(check_resumable(o, ck, "run.ckpt"));
-  }
+  o.bits = 8;
+  o.keep_weights = true;
+  EXPECT_NO_THROW(check_resumable(o, ck, "run.ckpt"));
 }
 
 TEST(Tiling, BandsPartitionTheRowsAndAShortRemainderJoinsTheLastBand) {

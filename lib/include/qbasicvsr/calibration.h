@@ -132,10 +132,22 @@ struct CalibrationProgress {
   double loss, l_pix, l_skt, it_per_s, eta_s;
 };
 
-// Throws Error when the calibration checkpoint `checkpoint` (loaded; `name` names it) records that
-// its run kept the rounded weights and `options` learn them, or the other way round: Adam's state
-// is for the parameters the run started with. Checkpoints without the record pass.
-void check_resumable(const CalibrationOptions& options, const Model& checkpoint, const std::string& name);
+// The options a calibration's result depends on, as a JSON object (bits, scope, iterations, batch,
+// crop, lr, lr_ranges, keep_weights, lambda_skt, gamma, lambda, ts_lba, fg_vba, range_percentile,
+// range_search, equalize, target_bits, sensitivity_sequences, hessian_rounding, seed): its
+// checkpoints record them, and qbasicvsr-calibrate's provenance.
+std::string calibration_options_json(const CalibrationOptions& options);
+
+// Throws Error naming the first option that `options` set otherwise than the run that wrote the
+// calibration checkpoint `checkpoint` (loaded; `name` names it): bits, scope, iterations, batch,
+// crop, learning rates, kept weights, loss and FG-VBA weights, TS-LBA, FG-VBA, ranges, equalisation,
+// target bits, rounding, seed. A resumed run gives the uninterrupted one's result only with the
+// same (kept weights: Adam's state is for the parameters the run started with); threads,
+// checkpointing and --stop-at may differ, the arithmetic is run_arithmetic's. With `sequences`,
+// also when they are not those the run started on (their count, sizes and samples). Checkpoints
+// written before the record pass.
+void check_resumable(const CalibrationOptions& options, const Model& checkpoint, const std::string& name,
+                     const std::vector<std::vector<Image>>* sequences = nullptr);
 
 // Runs calibration. `sequences` are LR clips (each at least 2 frames, all frames of a sequence
 // the same size). `resume` is a checkpoint written by an earlier run with the same options and

@@ -4,8 +4,11 @@
 #include <ATen/core/grad_mode.h>
 #include <c10/core/InferenceMode.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <optional>
@@ -475,18 +478,56 @@ void round_weights(Model& model, const std::vector<LayerInfo>& layers, const Sta
   }
 }
 
+// A digest of the calibration sequences (their count, sizes and samples; FNV-1a, 64 bits): a
+// checkpoint records it so that a run resumes on the clips it started with.
+std::string sequences_digest(const std::vector<std::vector<Image>>& sequences) {
+  uint64_t h = 14695981039346656037ull;
+  const auto mix = [&h](const void* data, std::size_t n) {
+    const auto* b = static_cast<const uint8_t*>(data);
+    for (std::size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  };
+  const auto mix_size = [&mix](uint64_t v) { mix(&v, sizeof v); };
+  mix_size(sequences.size());
+  for (const auto& seq : sequences) {
+    mix_size(seq.size());
+    for (const Image& f : seq) {
+      for (const int v : {f.width, f.height, f.depth}) mix_size(static_cast<uint64_t>(v));
+      if (f.depth == 16)
+        mix(f.rgb16.data(), f.rgb16.size() * sizeof(uint16_t));
+      else
+        mix(f.rgb.data(), f.rgb.size());
+    }
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return hex;
+}
+
+// One recorded option as the command line gives it ("--bits 4", "--no-fg-vba").
+std::string describe_option(const std::string& key, const json& v) {
+  const auto on_off = [&](const char* off_flag, const char* on_text) {
+    return v.is_boolean() && !v.get<bool>() ? std::string(off_flag) : std::string(on_text);
+  };
+  if (key == "keep_weights") return std::string("--keep-weights ") + (v == true ? "yes" : "no");
+  if (key == "hessian_rounding")
+    return std::string("--weight-rounding ") + (v == true ? "hessian" : "nearest");
+  if (key == "ts_lba") return on_off("--no-ts-lba", "TS-LBA");
+  if (key == "fg_vba") return on_off("--no-fg-vba", "FG-VBA");
+  if (key == "range_search") return on_off("--no-range-search", "the range search");
+  if (key == "target_bits" && v.is_null()) return "TS-LBA's percentiles (no --target-bits)";
+  if (key == "lambda" && v.is_null()) return "the default --lambda";
+  std::string flag = "--" + (key == "iterations" ? std::string("iters") : key);
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  return flag + " " + (v.is_string() ? v.get<std::string>() : v.dump());
+}
+
 // Phase 3's learner: the student network (the teacher's weights, or a checkpoint's) with a
 // learnable range [l, u] and bias for every quantized layer, and its weights and per-channel
 // weight clip unless `keep_weights`.
 struct Student {
   Student(const Model& weights, const std::vector<LayerInfo>& layers, const QuantPlan& plan,
           const QuantSettings& q, bool keep_weights)
-      : net(weights),
-        convs(net.layers()),
-        l(layers.size()),
-        u(layers.size()),
-        clip(layers.size()),
-        keep_weights(keep_weights) {
+      : net(weights), convs(net.layers()), l(layers.size()), u(layers.size()), clip(layers.size()) {
     for (std::size_t id = 0; id < layers.size(); ++id) {
       if (!plan.quantized(static_cast<int>(id))) continue;
       const LayerQuant& lq = *q.layer(layers[id].name);
@@ -511,9 +552,10 @@ struct Student {
   Student& operator=(const Student&) = delete;
 
   // The quantized model as it stands: fp's file with the student's quantized layers and learnt
-  // ranges and clips, and the training state (iteration, losses) for a checkpoint.
+  // ranges and clips, and the training state (iteration, losses, the run's options) for a checkpoint.
   Model export_model(const Model& fp, const std::vector<LayerInfo>& layers, const QuantPlan& plan,
-                     const QuantSettings& q, const CalibrationReport& report, int iteration) const {
+                     const QuantSettings& q, const CalibrationReport& report, int iteration,
+                     const json& run) const {
     Model m = fp;
     QuantSettings out = q;
     for (std::size_t id = 0; id < layers.size(); ++id) {
@@ -531,7 +573,7 @@ struct Student {
     const json state{{"iteration", iteration},
                      {"losses", losses_json},
                      {"compute", report.bf16 ? "bf16" : "fp32"},
-                     {"keep_weights", keep_weights}};
+                     {"run", run}};
     m.extra_metadata[kStateKey] = state.dump();
     return m;
   }
@@ -540,7 +582,6 @@ struct Student {
   std::vector<Conv*> convs;
   std::vector<at::Tensor> l, u, clip;
   std::vector<at::Tensor> weight_params, range_params;
-  bool keep_weights;
 };
 
 // Phase 3: distillation from iteration `start`: random crops and flips, bits as the element would
@@ -645,16 +686,48 @@ int restore_checkpoint(const Model& ck, const std::string& resume, const Model& 
 
 }  // namespace
 
-void check_resumable(const CalibrationOptions& o, const Model& ck, const std::string& resume) {
+std::string calibration_options_json(const CalibrationOptions& o) {
+  return json{{"bits", o.bits},
+              {"scope", scope_name(o.scope)},
+              {"iterations", o.iters},
+              {"batch", o.batch},
+              {"crop", o.crop},
+              {"lr", o.lr_weights},
+              {"lr_ranges", o.lr_ranges},
+              {"keep_weights", o.keep_weights},
+              {"lambda_skt", o.lambda_skt},
+              {"gamma", o.gamma},
+              {"lambda", o.lambda ? json(*o.lambda) : json(nullptr)},
+              {"ts_lba", o.ts_lba},
+              {"fg_vba", o.fg_vba},
+              {"range_percentile", o.range_percentile},
+              {"range_search", o.range_search},
+              {"equalize", o.equalize},
+              {"target_bits", o.target_bits ? json(*o.target_bits) : json(nullptr)},
+              {"sensitivity_sequences", o.sensitivity_sequences},
+              {"hessian_rounding", o.hessian_rounding},
+              {"seed", o.seed}}
+      .dump();
+}
+
+void check_resumable(const CalibrationOptions& o, const Model& ck, const std::string& resume,
+                     const std::vector<std::vector<Image>>* sequences) {
   const auto it = ck.extra_metadata.find(kStateKey);
   if (it == ck.extra_metadata.end()) return;
   const auto state = json::parse(it->second, nullptr, false);
-  if (state.is_discarded() || !state.contains("keep_weights") || !state["keep_weights"].is_boolean()) return;
-  const bool kept = state["keep_weights"].get<bool>();
-  if (kept != o.keep_weights)
-    throw Error(resume + ": this run " + (kept ? "keeps" : "learns") +
-                " the rounded weights; resume it with --keep-weights " + (kept ? "yes" : "no") +
-                " (or start it again to change that)");
+  if (state.is_discarded() || !state.contains("run") || !state["run"].is_object()) return;
+  const json& was = state["run"];
+  const json now = json::parse(calibration_options_json(o));
+  for (const auto& [key, value] : now.items())
+    if (was.contains(key) && was[key] != value)
+      throw Error(resume + ": the run was started with " + describe_option(key, was[key]) + ", not " +
+                  describe_option(key, value) +
+                  "; resume it with its options (or start it again to change them)");
+  if (sequences && was.contains("sequences") && was["sequences"] != sequences_digest(*sequences))
+    throw Error(
+        resume +
+        ": the run was started on other calibration sequences; resume it with the same --clips, --frames, "
+        "--max-sequences and --degradation (or start it again to change them)");
 }
 
 Model calibrate(const Model& source, const std::vector<std::vector<Image>>& sequences,
@@ -674,7 +747,10 @@ Model calibrate(const Model& source, const std::vector<std::vector<Image>>& sequ
   const Model ck = resume.empty() ? Model() : load_model(resume);
   report.bf16 = (resume.empty() ? run_arithmetic(o.compute, "") : run_arithmetic(o.compute, ck, resume)) ==
                 Compute::Bf16;
-  if (!resume.empty()) check_resumable(o, ck, resume);
+  // What the result depends on, for checkpoints: the options and the sequences.
+  json run_record = json::parse(calibration_options_json(o));
+  run_record["sequences"] = sequences_digest(sequences);
+  if (!resume.empty()) check_resumable(o, ck, resume, &sequences);
   // 0. The network to quantize: the source, its streams equalised with o.equalize (the same
   // function in float, so it is the teacher too).
   const Model fp = equalized(source, sequences, o, report);
@@ -724,7 +800,7 @@ Model calibrate(const Model& source, const std::vector<std::vector<Image>>& sequ
   QuantPlan plan(fp.arch, q);
   Student student(student_model, layers, plan, q, o.keep_weights);
   auto export_at = [&](int iteration) {
-    return student.export_model(fp, layers, plan, q, report, iteration);
+    return student.export_model(fp, layers, plan, q, report, iteration, run_record);
   };
 
   // 3. Distillation; 4. the result and its measurements.
