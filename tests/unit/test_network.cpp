@@ -466,6 +466,20 @@ TEST(CheckResumable, ACalibrationResumesOnlyWithTheOptionsItStartedWith) {
   refused([](CalibrationOptions& c) { c.target_bits = 6.5; },
           "TS-LBA's percentiles (no --target-bits), not --target-bits 6.5");
   refused([](CalibrationOptions& c) { c.lr_weights = 2e-5; }, "--lr 1e-05, not --lr 2e-05");
+  // The rounding is named before what auto derives from it (--equalize, --keep-weights).
+  ck.extra_metadata["calibration_state"] =
+      R"({"iteration":2,"run":{"bits":4,"hessian_rounding":true,"equalize":0.5,"keep_weights":true}})";
+  o.hessian_rounding = true;
+  o.equalize = 0.5;
+  o.keep_weights = true;
+  EXPECT_NO_THROW(check_resumable(o, ck, "run.ckpt"));
+  refused(
+      [](CalibrationOptions& c) {
+        c.hessian_rounding = false;
+        c.equalize = 0;
+        c.keep_weights = false;
+      },
+      "--weight-rounding hessian, not --weight-rounding nearest");
   // With the sequences: others than the recorded digest are refused; without them, not looked at.
   ck.extra_metadata["calibration_state"] =
       R"({"iteration":2,"run":{"bits":4,"sequences":"0000000000000000"}})";

@@ -718,10 +718,13 @@ void check_resumable(const CalibrationOptions& o, const Model& ck, const std::st
   if (state.is_discarded() || !state.contains("run") || !state["run"].is_object()) return;
   const json& was = state["run"];
   const json now = json::parse(calibration_options_json(o));
-  for (const auto& [key, value] : now.items())
-    if (was.contains(key) && was[key] != value)
+  // The rounding first: auto --equalize and --keep-weights follow it.
+  std::vector<std::string> keys{"hessian_rounding"};
+  for (const auto& item : now.items()) keys.push_back(item.key());
+  for (const std::string& key : keys)
+    if (was.contains(key) && was[key] != now[key])
       throw Error(resume + ": the run was started with " + describe_option(key, was[key]) + ", not " +
-                  describe_option(key, value) +
+                  describe_option(key, now[key]) +
                   "; resume it with its options (or start it again to change them)");
   if (sequences && was.contains("sequences") && was["sequences"] != sequences_digest(*sequences))
     throw Error(
