@@ -61,7 +61,9 @@ constexpr const char* kUsage =
     "                        AVX-512 BF16 on AMD). --resume keeps the arithmetic the run started in\n"
     "  --max-frames N        frames read per training clip (default 300)\n"
     "  --val-frames N        frames read per validation clip (default 7)\n"
-    "  --resume              continue exactly from OUT.ckpt (same options and data)\n"
+    "  --resume              continue exactly from OUT.ckpt: options or clips other than the run's\n"
+    "                        (the checkpoint records them) are refused; --threads, --val,\n"
+    "                        --val-every, --checkpoint-every and --stop-at may differ\n"
     "  --stop-at N           stop after iteration N with a checkpoint (train in slices)\n"
     "  --report F            JSON report: losses, validations, flow figures\n";
 
@@ -219,6 +221,7 @@ int main(int argc, char** argv) {
       resume = o.checkpoint;
       init = load_model(resume);                            // the checkpoint holds the pretrained SPyNet
       o.compute = run_arithmetic(o.compute, init, resume);  // the run's own; another is an error
+      check_resumable(o, init, resume, &clips);             // and its options and clips
       const json prov = json::parse(init.provenance_json, nullptr, false);
       if (prov.is_object()) {
         flow_info = prov.value("flow_pretraining", json());

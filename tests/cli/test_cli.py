@@ -675,6 +675,11 @@ def train_cases(tmp, quantized):
     r = run(base + ["--stop-at", "4", "-o", part], timeout=300)
     stopped = r.returncode == 0 and not os.path.exists(part) and os.path.exists(part + ".ckpt")
     other_arithmetic_refused("train", base + ["--resume", "-o", part], part + ".ckpt", "training_state")
+    # Other options or clips than the checkpoint records: one line naming them, nothing trained.
+    expect_error("train: --resume with another --lr", base + ["--lr", "1e-3", "--resume", "-o", part],
+                 "the run was started with --lr 0.0002, not --lr 0.001; resume it with its options")
+    expect_error("train: --resume on other clips (--max-frames 5)", base + ["--max-frames", "5", "--resume", "-o", part],
+                 "the run was started on other training clips")
     r = run(base + ["--resume", "-o", part], timeout=300)
     case("train: --stop-at then --resume gives the uninterrupted result", stopped and r.returncode == 0
          and tensor_bytes(part) == tensor_bytes(out), r.stderr)

@@ -497,6 +497,46 @@ TEST(CheckResumable, ACalibrationResumesOnlyWithTheOptionsItStartedWith) {
   EXPECT_NO_THROW(check_resumable(o, ck, "run.ckpt"));
 }
 
+TEST(CheckResumable, ATrainingResumesOnlyWithTheOptionsAndClipsItStartedWith) {
+  Model ck = random_model(test::tiny_arch(), 1);
+  TrainOptions o;
+  const std::vector<GtClip> clips{
+      {"a", std::vector<Image>(2, Image{4, 4, std::vector<uint8_t>(48, 7), 8, {}})}};
+  // The record a run writes: its options and a digest of its clips; the same pass.
+  ck.extra_metadata["training_state"] =
+      std::string(R"({"iteration":2,"run":)") + training_options_json(o) + "}";
+  EXPECT_NO_THROW(check_resumable(o, ck, "t.ckpt", &clips));
+  TrainOptions other = o;
+  other.threads = 3;
+  other.val_every = 7;
+  EXPECT_NO_THROW(check_resumable(other, ck, "t.ckpt", &clips));
+  other.iters = o.iters + 1;
+  EXPECT_EQ(error_of([&] { check_resumable(other, ck, "t.ckpt"); })
+                .rfind("t.ckpt: the run was started with --iters " + std::to_string(o.iters) +
+                           ", not --iters " + std::to_string(o.iters + 1),
+                       0),
+            0u);
+  other = o;
+  other.degradation = Degradation::BD;
+  EXPECT_NE(
+      error_of([&] { check_resumable(other, ck, "t.ckpt"); }).find("--degradation BI, not --degradation BD"),
+      std::string::npos);
+  other = o;
+  other.flow_freeze = 5;
+  EXPECT_NE(error_of([&] {
+              check_resumable(other, ck, "t.ckpt");
+            }).find("the default --flow-freeze, not --flow-freeze 5"),
+            std::string::npos);
+  ck.extra_metadata["training_state"] = R"({"iteration":2,"run":{"clips":"0000000000000000"}})";
+  EXPECT_NO_THROW(check_resumable(o, ck, "t.ckpt"));
+  EXPECT_NE(error_of([&] {
+              check_resumable(o, ck, "t.ckpt", &clips);
+            }).find("t.ckpt: the run was started on other training clips"),
+            std::string::npos);
+  ck.extra_metadata["training_state"] = R"({"iteration":2})";  // before the record
+  EXPECT_NO_THROW(check_resumable(other, ck, "t.ckpt", &clips));
+}
+
 TEST(Tiling, BandsPartitionTheRowsAndAShortRemainderJoinsTheLastBand) {
   // 50 rows in cores of 16 with 4 rows of context: 0-16, 16-32, 32-50 (a 2-row remainder < 4
   // joins the last band).

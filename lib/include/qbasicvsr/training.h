@@ -143,6 +143,18 @@ Model train(const Model& init, const std::vector<GtClip>& clips, const std::vect
             const std::function<void(const TrainProgress&)>& progress = {},
             const std::function<void(const Validation&)>& on_validation = {}, const std::string& resume = "");
 
+// The options a training run's weights depend on, as a JSON object (iterations, batch, crop,
+// frames, lr, flow_lr_scale, flow_freeze, degradation, seed): its checkpoints record them.
+std::string training_options_json(const TrainOptions& options);
+
+// Throws Error naming the first option that `options` set otherwise than the run that wrote the
+// training checkpoint `checkpoint` (loaded; `name` names it), and with `clips` when they are not
+// those it started on (their frames' sizes and samples): a resumed run gives the uninterrupted
+// one's weights only with the same. Threads, validation, checkpointing and --stop-at may differ;
+// the arithmetic is run_arithmetic's. Checkpoints written before the record pass.
+void check_resumable(const TrainOptions& options, const Model& checkpoint, const std::string& name,
+                     const std::vector<GtClip>* clips = nullptr);
+
 // The arithmetic of a training or calibration run's convolutions: Compute::Fp32 or Compute::Bf16.
 // A fresh run (`checkpoint` empty) resolves `requested` on this machine (Auto: bf16 where
 // bf16_faster()); a resumed run keeps the arithmetic its checkpoint records, so that

@@ -26,6 +26,7 @@
 #include "quant/quantizer.h"
 #include "train/adam.h"
 #include "train/loop.h"
+#include "train/resume.h"
 
 namespace qbasicvsr {
 
@@ -478,29 +479,13 @@ void round_weights(Model& model, const std::vector<LayerInfo>& layers, const Sta
   }
 }
 
-// A digest of the calibration sequences (their count, sizes and samples; FNV-1a, 64 bits): a
-// checkpoint records it so that a run resumes on the clips it started with.
+// A digest of the calibration sequences (their count, sizes and samples): a checkpoint records it
+// so that a run resumes on the clips it started with.
 std::string sequences_digest(const std::vector<std::vector<Image>>& sequences) {
-  uint64_t h = 14695981039346656037ull;
-  const auto mix = [&h](const void* data, std::size_t n) {
-    const auto* b = static_cast<const uint8_t*>(data);
-    for (std::size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
-  };
-  const auto mix_size = [&mix](uint64_t v) { mix(&v, sizeof v); };
-  mix_size(sequences.size());
-  for (const auto& seq : sequences) {
-    mix_size(seq.size());
-    for (const Image& f : seq) {
-      for (const int v : {f.width, f.height, f.depth}) mix_size(static_cast<uint64_t>(v));
-      if (f.depth == 16)
-        mix(f.rgb16.data(), f.rgb16.size() * sizeof(uint16_t));
-      else
-        mix(f.rgb.data(), f.rgb.size());
-    }
-  }
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
-  return hex;
+  FramesDigest d;
+  d.add_count(sequences.size());
+  for (const auto& seq : sequences) d.add(seq);
+  return d.hex();
 }
 
 // One recorded option as the command line gives it ("--bits 4", "--no-fg-vba").
@@ -516,9 +501,7 @@ std::string describe_option(const std::string& key, const json& v) {
   if (key == "range_search") return on_off("--no-range-search", "the range search");
   if (key == "target_bits" && v.is_null()) return "TS-LBA's percentiles (no --target-bits)";
   if (key == "lambda" && v.is_null()) return "the default --lambda";
-  std::string flag = "--" + (key == "iterations" ? std::string("iters") : key);
-  std::replace(flag.begin(), flag.end(), '_', '-');
-  return flag + " " + (v.is_string() ? v.get<std::string>() : v.dump());
+  return option_flag(key, v);
 }
 
 // Phase 3's learner: the student network (the teacher's weights, or a checkpoint's) with a
@@ -712,25 +695,14 @@ std::string calibration_options_json(const CalibrationOptions& o) {
 
 void check_resumable(const CalibrationOptions& o, const Model& ck, const std::string& resume,
                      const std::vector<std::vector<Image>>* sequences) {
-  const auto it = ck.extra_metadata.find(kStateKey);
-  if (it == ck.extra_metadata.end()) return;
-  const auto state = json::parse(it->second, nullptr, false);
-  if (state.is_discarded() || !state.contains("run") || !state["run"].is_object()) return;
-  const json& was = state["run"];
-  const json now = json::parse(calibration_options_json(o));
+  const json was = recorded_run(ck, kStateKey);
+  if (was.is_null()) return;
   // The rounding first: auto --equalize and --keep-weights follow it.
-  std::vector<std::string> keys{"hessian_rounding"};
-  for (const auto& item : now.items()) keys.push_back(item.key());
-  for (const std::string& key : keys)
-    if (was.contains(key) && was[key] != now[key])
-      throw Error(resume + ": the run was started with " + describe_option(key, was[key]) + ", not " +
-                  describe_option(key, now[key]) +
-                  "; resume it with its options (or start it again to change them)");
-  if (sequences && was.contains("sequences") && was["sequences"] != sequences_digest(*sequences))
-    throw Error(
-        resume +
-        ": the run was started on other calibration sequences; resume it with the same --clips, --frames, "
-        "--max-sequences and --degradation (or start it again to change them)");
+  check_recorded_options(was, json::parse(calibration_options_json(o)), {"hessian_rounding"}, describe_option,
+                         resume);
+  if (sequences)
+    check_recorded_data(was, "sequences", sequences_digest(*sequences), "calibration sequences",
+                        "--clips, --frames, --max-sequences and --degradation", resume);
 }
 
 Model calibrate(const Model& source, const std::vector<std::vector<Image>>& sequences,

@@ -20,6 +20,7 @@
 #include "qbasicvsr/runtime.h"
 #include "train/adam.h"
 #include "train/loop.h"
+#include "train/resume.h"
 #include "train/training_internal.h"
 
 namespace qbasicvsr {
@@ -412,6 +413,46 @@ Compute run_arithmetic(Compute requested, const Model& checkpoint, const std::st
   return kept;
 }
 
+std::string training_options_json(const TrainOptions& o) {
+  return json{{"iterations", o.iters},
+              {"batch", o.batch},
+              {"crop", o.crop},
+              {"frames", o.frames},
+              {"lr", o.lr},
+              {"flow_lr_scale", o.flow_lr_scale},
+              {"flow_freeze", o.flow_freeze},
+              {"degradation", degradation_name(o.degradation)},
+              {"seed", o.seed}}
+      .dump();
+}
+
+namespace {
+
+// A digest of the training clips (their frames' sizes and samples, in order).
+std::string clips_digest(const std::vector<GtClip>& clips) {
+  FramesDigest d;
+  d.add_count(clips.size());
+  for (const auto& c : clips) d.add(c.frames);
+  return d.hex();
+}
+
+std::string describe_training_option(const std::string& key, const json& v) {
+  if (key == "flow_freeze" && v == -1) return "the default --flow-freeze";
+  return option_flag(key, v);
+}
+
+}  // namespace
+
+void check_resumable(const TrainOptions& o, const Model& ck, const std::string& name,
+                     const std::vector<GtClip>* clips) {
+  const json was = recorded_run(ck, kStateKey);
+  if (was.is_null()) return;
+  check_recorded_options(was, json::parse(training_options_json(o)), {}, describe_training_option, name);
+  if (clips)
+    check_recorded_data(was, "clips", clips_digest(*clips), "training clips",
+                        "--clips, --stills and --max-frames", name);
+}
+
 Model train(const Model& init, const std::vector<GtClip>& clips, const std::vector<GtClip>& validation,
             const TrainOptions& o, TrainReport* report_out,
             const std::function<void(const TrainProgress&)>& progress,
@@ -436,6 +477,7 @@ Model train(const Model& init, const std::vector<GtClip>& clips, const std::vect
       report.validations.push_back({v[0].get<int>(), v[1].get<double>(), 0.0});
     start_model.weights = ck.weights;
     report.bf16 = run_arithmetic(o.compute, ck, resume) == Compute::Bf16;
+    check_resumable(o, ck, resume, &clips);
   } else {
     report.bf16 = run_arithmetic(o.compute, "") == Compute::Bf16;
   }
@@ -468,16 +510,19 @@ Model train(const Model& init, const std::vector<GtClip>& clips, const std::vect
   if (!validation.empty()) report.bicubic_psnr = validate(nullptr, validation, o.degradation);
   for (auto& v : report.validations) v.bicubic = report.bicubic_psnr;
 
+  json run = json::parse(training_options_json(o));
+  run["clips"] = clips_digest(clips);
   auto state_model = [&](int iteration) {
     Model m = export_model(init, net);
     json losses = json::array(), vals = json::array();
     for (const auto& [i, l] : report.losses) losses.push_back({i, l});
     for (const auto& v : report.validations) vals.push_back({v.iteration, v.psnr});
-    m.extra_metadata[kStateKey] = json{{"iteration", iteration},
-                                       {"losses", losses},
-                                       {"validations", vals},
-                                       {"compute", report.bf16 ? "bf16" : "fp32"}}
-                                      .dump();
+    m.extra_metadata[kStateKey] = json{
+        {"iteration", iteration},
+        {"losses", losses},
+        {"validations", vals},
+        {"compute", report.bf16 ? "bf16" : "fp32"},
+        {"run", run}}.dump();
     return m;
   };
   auto run_validation = [&](int iteration) {
