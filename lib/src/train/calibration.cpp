@@ -693,16 +693,27 @@ std::string calibration_options_json(const CalibrationOptions& o) {
       .dump();
 }
 
-void check_resumable(const CalibrationOptions& o, const Model& ck, const std::string& resume,
-                     const std::vector<std::vector<Image>>* sequences) {
+namespace {
+
+// check_resumable with the sequences' digest already taken (or null: not compared).
+void check_resumable_digest(const CalibrationOptions& o, const Model& ck, const std::string& resume,
+                            const std::string* digest) {
   const json was = recorded_run(ck, kStateKey);
   if (was.is_null()) return;
   // The rounding first: auto --equalize and --keep-weights follow it.
   check_recorded_options(was, json::parse(calibration_options_json(o)), {"hessian_rounding"}, describe_option,
                          resume);
-  if (sequences)
-    check_recorded_data(was, "sequences", sequences_digest(*sequences), "calibration sequences",
+  if (digest)
+    check_recorded_data(was, "sequences", *digest, "calibration sequences",
                         "--clips, --frames, --max-sequences and --degradation", resume);
+}
+
+}  // namespace
+
+void check_resumable(const CalibrationOptions& o, const Model& ck, const std::string& resume,
+                     const std::vector<std::vector<Image>>* sequences) {
+  const std::string digest = sequences ? sequences_digest(*sequences) : "";
+  check_resumable_digest(o, ck, resume, sequences ? &digest : nullptr);
 }
 
 Model calibrate(const Model& source, const std::vector<std::vector<Image>>& sequences,
@@ -723,9 +734,10 @@ Model calibrate(const Model& source, const std::vector<std::vector<Image>>& sequ
   report.bf16 = (resume.empty() ? run_arithmetic(o.compute, "") : run_arithmetic(o.compute, ck, resume)) ==
                 Compute::Bf16;
   // What the result depends on, for checkpoints: the options and the sequences.
+  const std::string digest = sequences_digest(sequences);  // one pass over the frames
   json run_record = json::parse(calibration_options_json(o));
-  run_record["sequences"] = sequences_digest(sequences);
-  if (!resume.empty()) check_resumable(o, ck, resume, &sequences);
+  run_record["sequences"] = digest;
+  if (!resume.empty()) check_resumable_digest(o, ck, resume, &digest);
   // 0. The network to quantize: the source, its streams equalised with o.equalize (the same
   // function in float, so it is the teacher too).
   const Model fp = equalized(source, sequences, o, report);

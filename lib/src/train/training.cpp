@@ -441,16 +441,22 @@ std::string describe_training_option(const std::string& key, const json& v) {
   return option_flag(key, v);
 }
 
+// check_resumable with the clips' digest already taken (or null: not compared).
+void check_resumable_digest(const TrainOptions& o, const Model& ck, const std::string& name,
+                            const std::string* digest) {
+  const json was = recorded_run(ck, kStateKey);
+  if (was.is_null()) return;
+  check_recorded_options(was, json::parse(training_options_json(o)), {}, describe_training_option, name);
+  if (digest)
+    check_recorded_data(was, "clips", *digest, "training clips", "--clips, --stills and --max-frames", name);
+}
+
 }  // namespace
 
 void check_resumable(const TrainOptions& o, const Model& ck, const std::string& name,
                      const std::vector<GtClip>* clips) {
-  const json was = recorded_run(ck, kStateKey);
-  if (was.is_null()) return;
-  check_recorded_options(was, json::parse(training_options_json(o)), {}, describe_training_option, name);
-  if (clips)
-    check_recorded_data(was, "clips", clips_digest(*clips), "training clips",
-                        "--clips, --stills and --max-frames", name);
+  const std::string digest = clips ? clips_digest(*clips) : "";
+  check_resumable_digest(o, ck, name, clips ? &digest : nullptr);
 }
 
 Model train(const Model& init, const std::vector<GtClip>& clips, const std::vector<GtClip>& validation,
@@ -463,6 +469,7 @@ Model train(const Model& init, const std::vector<GtClip>& clips, const std::vect
   TrainReport report;
   Model start_model = init;
   int start = 0;
+  const std::string digest = clips_digest(clips);  // one pass over the frames
   if (!resume.empty()) {
     Model ck = load_model(resume);
     if (!ck.extra_metadata.count(kStateKey) || !(ck.arch == init.arch))
@@ -477,7 +484,7 @@ Model train(const Model& init, const std::vector<GtClip>& clips, const std::vect
       report.validations.push_back({v[0].get<int>(), v[1].get<double>(), 0.0});
     start_model.weights = ck.weights;
     report.bf16 = run_arithmetic(o.compute, ck, resume) == Compute::Bf16;
-    check_resumable(o, ck, resume, &clips);
+    check_resumable_digest(o, ck, resume, &digest);
   } else {
     report.bf16 = run_arithmetic(o.compute, "") == Compute::Bf16;
   }
@@ -511,18 +518,18 @@ Model train(const Model& init, const std::vector<GtClip>& clips, const std::vect
   for (auto& v : report.validations) v.bicubic = report.bicubic_psnr;
 
   json run = json::parse(training_options_json(o));
-  run["clips"] = clips_digest(clips);
+  run["clips"] = digest;
   auto state_model = [&](int iteration) {
     Model m = export_model(init, net);
     json losses = json::array(), vals = json::array();
     for (const auto& [i, l] : report.losses) losses.push_back({i, l});
     for (const auto& v : report.validations) vals.push_back({v.iteration, v.psnr});
-    m.extra_metadata[kStateKey] = json{
-        {"iteration", iteration},
-        {"losses", losses},
-        {"validations", vals},
-        {"compute", report.bf16 ? "bf16" : "fp32"},
-        {"run", run}}.dump();
+    const json state{{"iteration", iteration},
+                     {"losses", losses},
+                     {"validations", vals},
+                     {"compute", report.bf16 ? "bf16" : "fp32"},
+                     {"run", run}};
+    m.extra_metadata[kStateKey] = state.dump();
     return m;
   };
   auto run_validation = [&](int iteration) {
