@@ -132,6 +132,13 @@ TEST_F(QuantTest, QuantizeCodesMatchesFakeQuant) {
     EXPECT_TRUE(at::equal(a.values(), fake_quant_act(x, g))) << bits;
     EXPECT_LE(codes.max().item<int>(), g.qmax);
   }
+  // Ties with an odd zero point, 32 of them (the vector loop, not only its scalar tail): [-1, 2] at
+  // 2 bits has S = 1, zp = 1; x / S = -0.5, 0.5, 1.5 round half to even to -0, 0, 2: codes 1, 1, 3
+  // (rounding x / S + zp instead would give 0, 2, 2).
+  const ActGrid g = ActGrid::make(-1.0f, 2.0f, 2);
+  const at::Tensor ties = vec({-0.5f, 0.5f, 1.5f, 0.5f}).repeat({8}).view({1, 32, 1, 1});
+  EXPECT_EQ(values(quantize_codes(ties, g).to(at::kFloat)),
+            values(vec({1.0f, 1.0f, 3.0f, 1.0f}).repeat({8})));
 }
 
 // --- Weight quantizer ------------------------------------------------------------------------

@@ -56,13 +56,14 @@ void quantize_scalar(const float* src, uint8_t* dst, int64_t n, float inv, float
 __attribute__((target("avx512f"))) void quantize_avx512(const float* src, uint8_t* dst, int64_t n, float inv,
                                                         float lo, float hi, float zp) {
   const __m512 vinv = _mm512_set1_ps(inv), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-  const __m512 vzp = _mm512_set1_ps(zp);
+  const __m512i vzp = _mm512_set1_epi32(static_cast<int>(zp));
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     __m512 t = _mm512_mul_ps(_mm512_loadu_ps(src + i), vinv);
     t = _mm512_min_ps(_mm512_max_ps(t, vlo), vhi);  // max_ps returns vlo when t is NaN
-    // Default MXCSR rounding: nearest, ties to even; zp is an integer so it can be added first.
-    const __m512i q = _mm512_cvtps_epi32(_mm512_add_ps(t, vzp));
+    // Default MXCSR rounding: nearest, ties to even, of x / S itself; the zero point after it (a
+    // tie such as 7.5 goes to 8, where 7.5 + 5 would go to 12).
+    const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(t), vzp);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm512_cvtepi32_epi8(q));
   }
   quantize_scalar(src + i, dst + i, n - i, inv, lo, hi, zp);
