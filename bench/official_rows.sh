@@ -14,6 +14,8 @@
 # 2026-12-03: it learns biases and activation ranges only). The rows name the rounding they were
 # measured with (--weight-rounding nearest, --equalize 0, --keep-weights), whatever the defaults:
 # auto rounds for the inputs at 4 bits or fewer and then equalises the streams.
+# pq-w6-dyn and pq-w4-dyn are pq-w6-keep and pq-w4-eq with dynamic ranges on the six layers that
+# read the propagated features (--dynamic-ranges yes; every other row pins the default, no).
 # CALIBRATE_FLAGS (split on spaces) go to every calibration after the row's own flags: experiments.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -59,34 +61,38 @@ for r in "${rows[@]}"; do
   case $r in
     uniform)  # the uniform-bit baseline: PTQ at B bits everywhere, run at B .. B + 2
       for b in 6 4; do
-        row "uniform-ptq-w$b" "$bi" BI --bits $b --iters 0 --no-ts-lba --no-fg-vba --weight-rounding nearest
+        row "uniform-ptq-w$b" "$bi" BI --bits $b --iters 0 --no-ts-lba --no-fg-vba --weight-rounding nearest \
+          --dynamic-ranges no
         for e in $b $((b + 1)) $((b + 2)); do
           "$evaluate" -m "$work/uniform-ptq-w$b.safetensors" "${ev[@]}" --bits $e --no-adapt --json \
             >"$work/uniform-ptq-w$b.at$e.eval.json"
           score "$work/uniform-ptq-w$b.at$e.eval.json" "  uniform at $e bits"
         done
       done ;;
-    pq-w6-ptq) row pq-w6-ptq "$bi" BI --bits 6 --target-bits 6.65 --iters 0 --weight-rounding nearest ;;
-    pq-w6) row pq-w6 "$bi" BI --bits 6 --target-bits 6.65 --iters 150 --weight-rounding nearest ;;
-    pq-w4) row pq-w4 "$bi" BI --bits 4 --target-bits 4.69 --iters 150 --weight-rounding nearest ;;
-    pq-w4-ptq) row pq-w4-ptq "$bi" BI --bits 4 --target-bits 4.69 --iters 0 --weight-rounding nearest ;;
+    pq-w6-ptq) row pq-w6-ptq "$bi" BI --bits 6 --target-bits 6.65 --iters 0 --weight-rounding nearest --dynamic-ranges no ;;
+    pq-w6) row pq-w6 "$bi" BI --bits 6 --target-bits 6.65 --iters 150 --weight-rounding nearest --dynamic-ranges no ;;
+    pq-w4) row pq-w4 "$bi" BI --bits 4 --target-bits 4.69 --iters 150 --weight-rounding nearest --dynamic-ranges no ;;
+    pq-w4-ptq) row pq-w4-ptq "$bi" BI --bits 4 --target-bits 4.69 --iters 0 --weight-rounding nearest --dynamic-ranges no ;;
     pq-w4-hr-ptq) row pq-w4-hr-ptq "$bi" BI --bits 4 --target-bits 4.69 --iters 0 --weight-rounding hessian \
-      --equalize 0 ;;
-    pq-w4-hr) row pq-w4-hr "$bi" BI --bits 4 --target-bits 4.69 --iters 150 --weight-rounding hessian --equalize 0 ;;
+      --equalize 0 --dynamic-ranges no ;;
+    pq-w4-hr) row pq-w4-hr "$bi" BI --bits 4 --target-bits 4.69 --iters 150 --weight-rounding hessian --equalize 0 --dynamic-ranges no ;;
     pq-w6-hr-ptq) row pq-w6-hr-ptq "$bi" BI --bits 6 --target-bits 6.65 --iters 0 --weight-rounding hessian \
-      --equalize 0 ;;
-    pq-w4-eq-ptq) row pq-w4-eq-ptq "$bi" BI --bits 4 --target-bits 4.69 --iters 0 ;;
-    pq-w4-eq) row pq-w4-eq "$bi" BI --bits 4 --target-bits 4.69 --iters 150 ;;
+      --equalize 0 --dynamic-ranges no ;;
+    pq-w4-eq-ptq) row pq-w4-eq-ptq "$bi" BI --bits 4 --target-bits 4.69 --iters 0 --dynamic-ranges no ;;
+    pq-w4-eq) row pq-w4-eq "$bi" BI --bits 4 --target-bits 4.69 --iters 150 --dynamic-ranges no ;;
     pq-w6-eq-ptq) row pq-w6-eq-ptq "$bi" BI --bits 6 --target-bits 6.65 --iters 0 --weight-rounding hessian \
-      --equalize 0.5 ;;
+      --equalize 0.5 --dynamic-ranges no ;;
     pq-w6-eq) row pq-w6-eq "$bi" BI --bits 6 --target-bits 6.65 --iters 150 --compute fp32 \
-      --weight-rounding hessian --equalize 0.5 --keep-weights no ;;
+      --weight-rounding hessian --equalize 0.5 --keep-weights no --dynamic-ranges no ;;
     pq-w6-keep) row pq-w6-keep "$bi" BI --bits 6 --target-bits 6.65 --iters 150 --compute fp32 \
-      --weight-rounding hessian --equalize 0.5 --keep-weights yes ;;
-    bd-pq-w6-ptq) row bd-pq-w6-ptq "$bd" BD --bits 6 --target-bits 6.65 --iters 0 --weight-rounding nearest ;;
-    bd-pq-w6) row bd-pq-w6 "$bd" BD --bits 6 --target-bits 6.65 --iters 150 --weight-rounding nearest ;;
-    fq-w6) row fq-w6 "$bi" BI --bits 6 --scope full --target-bits 6.65 --iters 150 --weight-rounding nearest ;;
-    fq-w4) row fq-w4 "$bi" BI --bits 4 --scope full --target-bits 4.69 --iters 150 --weight-rounding nearest ;;
+      --weight-rounding hessian --equalize 0.5 --keep-weights yes --dynamic-ranges no ;;
+    pq-w6-dyn) row pq-w6-dyn "$bi" BI --bits 6 --target-bits 6.65 --iters 150 --compute fp32 \
+      --weight-rounding hessian --equalize 0.5 --keep-weights yes --dynamic-ranges yes ;;
+    pq-w4-dyn) row pq-w4-dyn "$bi" BI --bits 4 --target-bits 4.69 --iters 150 --dynamic-ranges yes ;;
+    bd-pq-w6-ptq) row bd-pq-w6-ptq "$bd" BD --bits 6 --target-bits 6.65 --iters 0 --weight-rounding nearest --dynamic-ranges no ;;
+    bd-pq-w6) row bd-pq-w6 "$bd" BD --bits 6 --target-bits 6.65 --iters 150 --weight-rounding nearest --dynamic-ranges no ;;
+    fq-w6) row fq-w6 "$bi" BI --bits 6 --scope full --target-bits 6.65 --iters 150 --weight-rounding nearest --dynamic-ranges no ;;
+    fq-w4) row fq-w4 "$bi" BI --bits 4 --scope full --target-bits 4.69 --iters 150 --weight-rounding nearest --dynamic-ranges no ;;
     *) echo "unknown row $r" >&2; exit 2 ;;
   esac
 done

@@ -34,6 +34,7 @@ constexpr const char* kUsage =
     "                           [--plot R.svg] [--target-bits X] [--sensitivity-sequences 4]\n"
     "                           [--weight-rounding auto|nearest|hessian]\n"
     "                           [--equalize auto|A] [--keep-weights auto|yes|no]\n"
+    "                           [--dynamic-ranges yes|no]\n"
     "\n"
     "Quantizes a full-precision model as QBasicVSR does, without ground truth. Each --clips is a\n"
     "folder of PNG frames or a video file of LR frames (--degradation BI|BD first makes LR frames of\n"
@@ -71,6 +72,11 @@ constexpr const char* kUsage =
     "                        weights and clips too; auto (the default): yes with the weights rounded\n"
     "                        for their inputs above 4 bits (learnt clips and drifting weights undo\n"
     "                        the rounding), no otherwise\n"
+    "  --dynamic-ranges D    yes: the trunks' input convs and the reconstruction convs before\n"
+    "                        conv_last quantize each frame's input on a grid spanning its own\n"
+    "                        smallest and largest value (the propagated features' range changes\n"
+    "                        from frame to frame; int8 runs about 1.4x slower); no (the default): on\n"
+    "                        their calibrated ranges, as every other layer\n"
     "  -o, --output F        the quantized model file\n"
     "  --report F, --plot F  JSON report; SVG of the per-layer statistics, bits and loss curve\n"
     "  --checkpoint-every N  write OUT.ckpt (and OUT.ckpt.adam) every N iterations; --resume\n"
@@ -116,12 +122,12 @@ int main(int argc, char** argv) {
   args.value("-m", "--model");
   args.value("-o", "--output");
   for (const char* v :
-       {"--clips",    "--bits",        "--scope",         "--iters",       "--batch",
-        "--crop",     "--frames",      "--max-sequences", "--degradation", "--lambda-skt",
-        "--lr",       "--lr-ranges",   "--lambda",        "--gamma",       "--range-percentile",
-        "--seed",     "--threads",     "--compute",       "--device",      "--checkpoint-every",
-        "--stop-at",  "--report",      "--plot",          "--target-bits", "--sensitivity-sequences",
-        "--equalize", "--keep-weights"})
+       {"--clips",    "--bits",         "--scope",         "--iters",       "--batch",
+        "--crop",     "--frames",       "--max-sequences", "--degradation", "--lambda-skt",
+        "--lr",       "--lr-ranges",    "--lambda",        "--gamma",       "--range-percentile",
+        "--seed",     "--threads",      "--compute",       "--device",      "--checkpoint-every",
+        "--stop-at",  "--report",       "--plot",          "--target-bits", "--sensitivity-sequences",
+        "--equalize", "--keep-weights", "--dynamic-ranges"})
     args.value("", v);
   args.value("", "--weight-rounding");
   args.flag("--no-ts-lba");
@@ -174,6 +180,7 @@ int main(int argc, char** argv) {
     const std::string keep = args.choice("--keep-weights", "auto", {"auto", "yes", "no"});
     o.keep_weights =
         keep == "yes" || (keep == "auto" && CalibrationOptions::keep_weights_for(o.hessian_rounding, o.bits));
+    o.dynamic_ranges = args.choice("--dynamic-ranges", "no", {"yes", "no"}) == "yes";
     if (args.get("--equalize", "auto") == "auto")
       o.equalize = CalibrationOptions::equalize_for(o.hessian_rounding);
     else

@@ -57,6 +57,13 @@ def png_size(path):
     return struct.unpack(">II", head[16:24])
 
 
+def psnr_png(a, b):
+    x = np.asarray(Image.open(a).convert("RGB"), dtype=np.float64)
+    y = np.asarray(Image.open(b).convert("RGB"), dtype=np.float64)
+    mse = np.mean((x - y) ** 2)
+    return 99.0 if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
 def read_metadata(path):
     """The __metadata__ of a safetensors file."""
     with open(path, "rb") as f:
@@ -452,6 +459,28 @@ def calibrate_cases(tmp, shipped):
     r = run(base + ["--iters", "4", "-o", again], timeout=300)
     case("calibrate: deterministic with --seed", r.returncode == 0
          and open(out, "rb").read() == open(again, "rb").read(), r.stderr)
+    # --dynamic-ranges yes: dynamic ranges on the trunks' input convs and the reconstruction convs
+    # before conv_last, none by default; the layers keep their calibrated ranges either way. The
+    # model runs, on int8 as on fake, and says so.
+    dynamic_layers = {"backward_trunk.main.0", "forward_trunk.main.0", "fusion", "upconv1", "upconv2", "conv_hr"}
+    q = json.loads(read_metadata(out)["quantization"])["layers"] if ok else {}
+    dyn = os.path.join(tmp, "q-dynamic.safetensors")
+    r = run(base + ["--iters", "2", "--dynamic-ranges", "yes", "-o", dyn], timeout=300)
+    qd = json.loads(read_metadata(dyn)["quantization"])["layers"] if r.returncode == 0 else {}
+    case("calibrate: --dynamic-ranges yes marks the trunk inputs and the reconstruction, the default none",
+         {n for n, e in qd.items() if e.get("dynamic")} == dynamic_layers and all("range" in e for e in qd.values())
+         and q and not any(e.get("dynamic") for e in q.values()), r.stderr)
+    outs = {}
+    for p in ("int8", "fake"):
+        r2 = run([TOOLS["upscale"], "-m", dyn, "-p", p, clip, os.path.join(tmp, "dyn-" + p)], timeout=300)
+        outs[p] = r2
+    case("a model with dynamic ranges runs int8 and fake alike and says so",
+         all(r2.returncode == 0 and "ranges calibrated, 6 per frame" in r2.stderr for r2 in outs.values())
+         and min(psnr_png(os.path.join(tmp, "dyn-int8", f), os.path.join(tmp, "dyn-fake", f))
+                 for f in sorted(os.listdir(os.path.join(tmp, "dyn-fake")))) > 40,
+         outs["int8"].stderr + outs["fake"].stderr)
+    expect_error("calibrate: bad --dynamic-ranges", base + ["--dynamic-ranges", "maybe", "-o", dyn],
+                 '--dynamic-ranges must be yes or no, got "maybe"')
     # A run stopped after iteration 2 and resumed ends exactly where an uninterrupted one does.
     part = os.path.join(tmp, "q3.safetensors")
     r = run(base + ["--iters", "4", "--stop-at", "2", "-o", part], timeout=300)
@@ -466,6 +495,9 @@ def calibrate_cases(tmp, shipped):
                  "the run was started with --keep-weights no, not --keep-weights yes; resume it with its options")
     expect_error("calibrate: --resume with another --iters", base + ["--iters", "6", "--resume", "-o", part],
                  "the run was started with --iters 4, not --iters 6")
+    expect_error("calibrate: --resume with dynamic ranges", base + ["--iters", "4", "--resume", "--dynamic-ranges",
+                                                                    "yes", "-o", part],
+                 "the run was started with --dynamic-ranges no, not --dynamic-ranges yes")
     expect_error("calibrate: --resume on other sequences (--frames 2)",
                  base + ["--iters", "4", "--frames", "2", "--resume", "-o", part],
                  "the run was started on other calibration sequences")

@@ -466,6 +466,9 @@ TEST(CheckResumable, ACalibrationResumesOnlyWithTheOptionsItStartedWith) {
   refused([](CalibrationOptions& c) { c.target_bits = 6.5; },
           "TS-LBA's percentiles (no --target-bits), not --target-bits 6.5");
   refused([](CalibrationOptions& c) { c.lr_weights = 2e-5; }, "--lr 1e-05, not --lr 2e-05");
+  ck.extra_metadata["calibration_state"] = R"({"iteration":2,"run":{"bits":4,"dynamic_ranges":true}})";
+  refused([](CalibrationOptions& c) { c.dynamic_ranges = false; },
+          "--dynamic-ranges yes, not --dynamic-ranges no");
   // The rounding is named before what auto derives from it (--equalize, --keep-weights).
   ck.extra_metadata["calibration_state"] =
       R"({"iteration":2,"run":{"bits":4,"hessian_rounding":true,"equalize":0.5,"keep_weights":true}})";

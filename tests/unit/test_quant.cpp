@@ -421,17 +421,22 @@ TEST_F(QuantTest, Int8ConvMatchesFakeConvLayerByLayer) {
     const Conv c = Conv::from_weights(m.weights, name);
     for (int bits : {8, 6, 4}) {
       for (int64_t side : {1, 2, 5, 9}) {
-        for (int mode = 0; mode < 4; ++mode) {
+        // mode: no activation, ReLU and LeakyReLU into the next layer, a residual; dynamic: no
+        // dynamic range, this layer's, the next layer's (this one then hands over floats).
+        for (int k = 0; k < 12; ++k) {
+          const int mode = k % 4, dynamic = k / 4;
           QuantSettings q;
           q.b_base = bits;
           q.scope = Scope::Full;
-          q.layers[name] = LayerQuant{0, true, -0.8f, 1.7f, {}};
-          q.layers[layers[id + 1].name] = LayerQuant{0, true, -0.3f, 2.2f, {}};
+          q.layers[name] = LayerQuant{0, true, -0.8f, 1.7f, {}, dynamic == 1};
+          q.layers[layers[id + 1].name] = LayerQuant{0, true, -0.3f, 2.2f, {}, dynamic == 2};
           QuantPlan plan(arch, q);
           FakeEngine fake(plan);
           Int8Engine int8(plan);
-          const at::Tensor x = (at::rand({2, c.weight.size(1), side, side + 2}) * 3 - 1)
-                                   .contiguous(at::MemoryFormat::ChannelsLast);
+          // The second frame 4x the first: dynamic grids are per frame.
+          at::Tensor x = at::rand({2, c.weight.size(1), side, side + 2}) * 3 - 1;
+          x[1].mul_(4);
+          x = x.contiguous(at::MemoryFormat::ChannelsLast);
           const PostOp post = mode == 1 ? PostOp::ReLU : mode == 2 ? PostOp::LeakyReLU : PostOp::None;
           const int next = mode == 1 || mode == 2 ? id + 1 : -1;
           at::Tensor a, b;
@@ -445,12 +450,15 @@ TEST_F(QuantTest, Int8ConvMatchesFakeConvLayerByLayer) {
             a = fake.conv(id, c, x, post, next, nullptr).values();
             b = int8.conv(id, c, x, post, next, nullptr).values();
             // The int8 engine hands over codes; the fake engine the float the next layer quantizes.
-            if (next >= 0) a = fake_quant_act(a, plan.grid(next));
+            // Into or out of a dynamic range both hand over floats.
+            if (next >= 0 && dynamic == 0) a = fake_quant_act(a, plan.grid(next));
           }
+          const bool codes = next >= 0 && dynamic == 0;
+          EXPECT_EQ(int8.conv(id, c, x, post, next, nullptr).codes, codes);
           const float err = (a - b).abs().max().item<float>();
-          const float tol = next >= 0 ? plan.grid(next).scale * 1.01f : 1e-3f * a.abs().max().item<float>();
-          EXPECT_LE(err, tol) << name << " W" << bits << " mode " << mode;
-          if (next >= 0) {
+          const float tol = codes ? plan.grid(next).scale * 1.01f : 1e-3f * a.abs().max().item<float>();
+          EXPECT_LE(err, tol) << name << " W" << bits << " mode " << mode << " dynamic " << dynamic;
+          if (codes) {
             // Codes: a value that float accumulation puts on the other side of a rounding
             // boundary moves by one step. How many do depends on the CPU's kernels (none here
             // in most cases; about 1% seen on a CI machine): a wrong zero point, clip or slope
@@ -460,12 +468,47 @@ TEST_F(QuantTest, Int8ConvMatchesFakeConvLayerByLayer) {
             EXPECT_LE(flipped, 0.05) << name << " W" << bits << " mode " << mode << " side " << side;
           } else {
             EXPECT_GE(psnr(a / a.abs().max(), b / a.abs().max()), 55.0)
-                << name << " W" << bits << " mode " << mode << " side " << side;
+                << name << " W" << bits << " mode " << mode << " side " << side << " dynamic " << dynamic;
           }
         }
       }
     }
   }
+}
+
+TEST_F(QuantTest, DynamicRangesAreEachFramesOwn) {
+  c10::InferenceMode guard;
+  Architecture arch = test::tiny_arch();
+  const Model m = random_model(arch, 4, 1.0f);
+  const auto layers = conv_layers(arch);
+  int id = 0;
+  while (layers[id].name != "fusion") ++id;
+  const Conv c = Conv::from_weights(m.weights, "fusion");
+  QuantSettings q;
+  q.b_base = 4;
+  q.layers["fusion"] = LayerQuant{0, true, -0.1f, 0.1f, {}, true};  // the calibrated range is unused
+  QuantPlan plan(arch, q);
+  FakeEngine fake(plan);
+  // Frame 0 in [-1, 2] (and both ends reached), frame 1 in [0.5, 8]: grids [-1, 2] and [0, 8].
+  at::Tensor x = at::rand({2, c.weight.size(1), 3, 5}) * 3 - 1;
+  x[0][0][0][0] = -1.0f;
+  x[0][0][0][1] = 2.0f;
+  x[1] = x[1].abs() * 2 + 0.5f;
+  x[1][0][0][0] = 8.0f;
+  const at::Tensor got = fake.conv(id, c, x, PostOp::None, -1, nullptr).values();
+  const at::Tensor w = fake_quant_weight(c.weight, weight_clip_values(c.weight, {}), 4);
+  for (int64_t i = 0; i < 2; ++i) {
+    const ActGrid g = i == 0 ? ActGrid::make(-1.0f, 2.0f, 4) : ActGrid::make(0.0f, 8.0f, 4);
+    EXPECT_EQ(dynamic_grid(x[i], 4).scale, g.scale);
+    const at::Tensor want = at::conv2d(fake_quant_act(x.narrow(0, i, 1), g), w, c.bias);
+    EXPECT_LE((got.narrow(0, i, 1) - want).abs().max().item<float>(), 1e-5f) << "frame " << i;
+  }
+  // The same frame alone gives the same output: nothing is shared across the batch.
+  EXPECT_LE((fake.conv(id, c, x.narrow(0, 1, 1), PostOp::None, -1, nullptr).values() - got.narrow(0, 1, 1))
+                .abs()
+                .max()
+                .item<float>(),
+            1e-5f);
 }
 
 // --- Bits -------------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 // Quantization settings in model files: round trip, and a named error for every bad field.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
+
 #include "qbasicvsr/error.h"
 #include "qbasicvsr/model_file.h"
 #include "test_util.h"
@@ -16,6 +19,7 @@ QuantSettings sample_settings() {
   q.scope = Scope::Full;
   q.layers["fusion"] = LayerQuant{-1, true, -0.25f, 3.0000002f, {}};
   q.layers["conv_last"] = LayerQuant{1, true, 0.0f, 1.5f, {0.5f, 0.25f, 0.125f}};
+  q.layers["upconv1"] = LayerQuant{0, false, 0.0f, 0.0f, {}, true};  // dynamic, no calibrated range
   q.fg_vba.lambda = 7.5;
   q.fg_vba.gamma = 0.3;
   q.fg_vba.tau_lo = 20.0;
@@ -35,7 +39,10 @@ TEST(QuantSettings, JsonRoundTripIsExact) {
   const QuantSettings r = QuantSettings::from_json(q.to_json());
   EXPECT_EQ(r.b_base, 6);
   EXPECT_EQ(r.scope, Scope::Full);
-  ASSERT_EQ(r.layers.size(), 2u);
+  ASSERT_EQ(r.layers.size(), 3u);
+  EXPECT_TRUE(r.layers.at("upconv1").dynamic);
+  EXPECT_FALSE(r.layers.at("upconv1").has_range);
+  EXPECT_FALSE(r.layers.at("fusion").dynamic);
   EXPECT_EQ(r.layers.at("fusion").b_L, -1);
   EXPECT_EQ(r.layers.at("fusion").u, 3.0000002f);  // floats survive bit for bit
   EXPECT_EQ(r.layers.at("conv_last").weight_clip, (std::vector<float>{0.5f, 0.25f, 0.125f}));
@@ -89,6 +96,9 @@ TEST(QuantSettings, BadFieldsAreNamed) {
             std::string::npos);
   EXPECT_NE(settings_error(R"({"b_base": 6, "scope": "pq", "ts_lba": {"l_space": 1}})").find("u_space"),
             std::string::npos);
+  EXPECT_NE(settings_error(R"({"b_base": 6, "scope": "pq", "layers": {"fusion": {"b_L": 0, "dynamic": 1}}})")
+                .find("dynamic must be true or false"),
+            std::string::npos);
   EXPECT_EQ(settings_error(sample_settings().to_json()), "");
 }
 
@@ -99,10 +109,43 @@ TEST(QuantSettings, RangesCoverTheScope) {
   for (const auto& l : conv_layers(arch))
     if (quantized_in(l, Scope::Partial)) q.layers[l.name] = LayerQuant{0, true, 0.0f, 1.0f, {}};
   EXPECT_TRUE(q.has_ranges(arch));
+  // A dynamic layer needs no calibrated range.
+  q.layers["fusion"] = LayerQuant{0, false, 0.0f, 0.0f, {}, true};
+  EXPECT_TRUE(q.has_ranges(arch));
+  q.layers["fusion"].dynamic = false;
+  EXPECT_FALSE(q.has_ranges(arch));
+  q.layers["fusion"].has_range = true;
   q.scope = Scope::Full;  // SPyNet and conv_last need ranges too
   EXPECT_FALSE(q.has_ranges(arch));
   // 30 SPyNet convs, 1 + 2N per trunk, fusion, two upconvs, conv_hr, conv_last.
   EXPECT_EQ(conv_layers(arch).size(), 30u + 2 * 3 + 5);
+}
+
+TEST(QuantSettings, DynamicRangesGoToTheTrunkInputsAndTheReconstruction) {
+  EXPECT_EQ(dynamic_range_layers(test::tiny_arch()),
+            (std::vector<std::string>{"backward_trunk.main.0", "forward_trunk.main.0", "fusion", "upconv1",
+                                      "upconv2", "conv_hr"}));
+}
+
+TEST(QuantGrid, SpanningGridsKeepZeroAndIgnoreWhatIsNotFinite) {
+  // [0.5, 2] spans [0, 2]: at 8 bits S = 2/255, zp 0.
+  ActGrid g = ActGrid::spanning(0.5f, 2.0f, 8);
+  EXPECT_FLOAT_EQ(g.scale, 2.0f / 255);
+  EXPECT_EQ(g.zero_point, 0);
+  // [-3, -1] spans [-3, 0]: zp = qmax.
+  g = ActGrid::spanning(-3.0f, -1.0f, 4);
+  EXPECT_FLOAT_EQ(g.scale, 3.0f / 15);
+  EXPECT_EQ(g.zero_point, 15);
+  // [-1, 2] at 2 bits as ActGrid::make: S = 1, zp 1.
+  g = ActGrid::spanning(-1.0f, 2.0f, 2);
+  EXPECT_FLOAT_EQ(g.scale, 1.0f);
+  EXPECT_EQ(g.zero_point, 1);
+  // NaN or infinite bounds count as 0 (a finite grid whatever the frame holds); all zero gives
+  // the smallest range.
+  g = ActGrid::spanning(std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(), 8);
+  EXPECT_TRUE(std::isfinite(g.scale) && g.scale > 0);
+  EXPECT_EQ(g.zero_point, 0);
+  EXPECT_EQ(g.quantize(0.0f), 0.0f);
 }
 
 TEST(QuantGrid, ScalarQuantizer) {

@@ -72,13 +72,16 @@ inline UpscalerOptions upscaler_options(const Args& args, Precision fallback) {
   return o;
 }
 
-// "int8 W6 partial, ranges observed" for logs.
+// "int8 W6 partial, ranges observed" or "... ranges calibrated, 6 per frame" for logs.
 inline std::string describe(const Upscaler& u) {
   const auto& o = u.options();
   std::string s = precision_name(o.precision);
   if (const auto q = u.quantization()) {
+    int dynamic = 0;
+    for (const auto& entry : q->layers) dynamic += entry.second.dynamic;
     s += " W" + std::to_string(q->b_base) + " " + scope_name(q->scope) + ", ranges " +
          (u.observed_ranges() ? "observed on the input" : "calibrated") +
+         (dynamic ? ", " + std::to_string(dynamic) + " per frame" : std::string()) +
          (o.adaptive && q->fg_vba.tau_lo ? ", FG-VBA on" : ", FG-VBA off");
     if (o.precision == Precision::Int8) s += std::string(", float layers ") + u.float_arithmetic();
   }

@@ -71,6 +71,11 @@ struct CalibrationOptions {
   // the learnt weights gain (+0.073 dB over the rounding alone) and nearest rounding has nothing
   // to keep (docs/CALIBRATION.md).
   static bool keep_weights_for(bool hessian_rounding, int bits) { return hessian_rounding && bits > 4; }
+  // The layers of dynamic_range_layers() get dynamic ranges (LayerQuant::dynamic): each frame's
+  // input grid from its own smallest and largest value, which follows the propagated features from
+  // frame to frame. Off by default: on the official network it gained 0.01-0.04 dB held out at
+  // b_V = 0 and nothing under FG-VBA, and the int8 path runs 1.4x slower (docs/CALIBRATION.md).
+  bool dynamic_ranges = false;
   uint64_t seed = 1;
   int threads = 0;
   Compute compute = Compute::Auto;  // the student's convolutions (the teacher runs in fp32)
@@ -134,7 +139,8 @@ struct CalibrationProgress {
 
 // The options a calibration's result depends on, as a JSON object (bits, scope, iterations, batch,
 // crop, lr, lr_ranges, keep_weights, lambda_skt, gamma, lambda, ts_lba, fg_vba, range_percentile,
-// range_search, equalize, target_bits, sensitivity_sequences, hessian_rounding, seed): its
+// range_search, equalize, target_bits, sensitivity_sequences, hessian_rounding, dynamic_ranges,
+// seed): its
 // checkpoints record them, and qbasicvsr-calibrate's provenance.
 std::string calibration_options_json(const CalibrationOptions& options);
 

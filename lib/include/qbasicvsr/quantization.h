@@ -33,6 +33,9 @@ struct ActGrid {
   int qmax = 255;
 
   static ActGrid make(float l, float u, int bits);
+  // The grid of a dynamic range: [min(lo, 0), max(hi, 0)] of the values at hand (lo, hi their
+  // smallest and largest), so that zero stays exact; a bound that is not finite counts as 0.
+  static ActGrid spanning(float lo, float hi, int bits);
   float lo() const { return static_cast<float>(-zero_point) * scale; }
   float hi() const { return static_cast<float>(qmax - zero_point) * scale; }
   // The quantized value of x (round half to even, as the integer path does).
@@ -50,6 +53,9 @@ struct LayerQuant {
   bool has_range = false;
   float l = 0.0f, u = 0.0f;
   std::vector<float> weight_clip;  // per output channel; empty: max |w| of the channel
+  // The input's grid is made at run time from the input itself (ActGrid::spanning of each frame's
+  // smallest and largest value), at the layer's bits; a calibrated range, if any, is then unused.
+  bool dynamic = false;
 };
 
 // FG-VBA: C_V = mean_t S_t + lambda * mean_t (T_mag + gamma * T_cons); b_V from tau_lo/tau_hi.
@@ -125,6 +131,12 @@ struct LayerInfo {
   int frame_channels = 0;
 };
 std::vector<LayerInfo> conv_layers(const Architecture& arch);
+// The layers that calibration gives dynamic ranges (`--dynamic-ranges yes`): the two trunks' input
+// convs (input: the LR frame and the warped feature of the previous step) and the reconstruction
+// convs before conv_last (fusion, upconv1, upconv2, conv_hr), whose inputs are the propagated
+// features. Their ranges vary most from frame to frame and from clip to clip
+// (docs/CALIBRATION.md).
+std::vector<std::string> dynamic_range_layers(const Architecture& arch);
 // Whether a layer is quantized in a scope: partial leaves SPyNet and conv_last in float.
 bool quantized_in(const LayerInfo& layer, Scope scope);
 

@@ -67,6 +67,12 @@ ActGrid ActGrid::make(float l, float u, int bits) {
   return g;
 }
 
+ActGrid ActGrid::spanning(float lo, float hi, int bits) {
+  const float l = std::isfinite(lo) ? std::min(lo, 0.0f) : 0.0f;
+  const float u = std::isfinite(hi) ? std::max(hi, 0.0f) : 0.0f;
+  return make(l, u, bits);
+}
+
 float ActGrid::quantize(float x) const {
   const float q =
       std::clamp(std::nearbyint(x / scale) + static_cast<float>(zero_point), 0.0f, static_cast<float>(qmax));
@@ -161,6 +167,14 @@ std::vector<LayerInfo> conv_layers(const Architecture& arch) {
   return v;
 }
 
+std::vector<std::string> dynamic_range_layers(const Architecture& arch) {
+  std::vector<std::string> names;
+  for (const ConvLayer& l : network_layers(arch))
+    if (l.frame_channels > 0 || (l.part == LayerPart::Reconstruction && l.name != "conv_last"))
+      names.push_back(l.name);
+  return names;
+}
+
 bool quantized_in(const LayerInfo& layer, Scope scope) {
   return scope == Scope::Full || !(layer.spynet || layer.conv_last);
 }
@@ -174,7 +188,7 @@ bool QuantSettings::has_ranges(const Architecture& arch) const {
   for (const auto& info : conv_layers(arch)) {
     if (!quantized_in(info, scope)) continue;
     const auto* lq = layer(info.name);
-    if (!lq || !lq->has_range) return false;
+    if (!lq || !(lq->has_range || lq->dynamic)) return false;
   }
   return true;
 }
@@ -210,6 +224,7 @@ std::string QuantSettings::to_json() const {
     json e;
     e["b_L"] = lq.b_L;
     if (lq.has_range) e["range"] = {lq.l, lq.u};
+    if (lq.dynamic) e["dynamic"] = true;
     if (!lq.weight_clip.empty()) e["weight_clip"] = lq.weight_clip;
     ls[name] = e;
   }
@@ -247,6 +262,10 @@ QuantSettings QuantSettings::from_json(const std::string& text) {
         lq.has_range = true;
         lq.l = get_float(r[0], lw + ": range");
         lq.u = get_float(r[1], lw + ": range");
+      }
+      if (e.contains("dynamic")) {
+        if (!e.at("dynamic").is_boolean()) throw Error(lw + ": dynamic must be true or false");
+        lq.dynamic = e.at("dynamic").get<bool>();
       }
       if (e.contains("weight_clip")) {
         const auto& c = e.at("weight_clip");

@@ -23,6 +23,7 @@ QuantPlan::QuantPlan(const Architecture& arch, QuantSettings settings)
   for (const auto& info : layers_) {
     quantized_.push_back(quantized_in(info, settings_.scope));
     const auto* lq = settings_.layer(info.name);
+    dynamic_.push_back(lq && lq->dynamic);
     clips_.push_back(lq ? lq->weight_clip : std::vector<float>());
   }
   set_offset(0);
@@ -69,7 +70,10 @@ Act FakeEngine::conv(int id, const Conv& c, const Act& x, PostOp post, int, at::
   at::Tensor xq, y;
   {
     const profile::Scope scope(profile::Stage::Quantize);
-    xq = fake_quant_act(in, plan_.grid(id), type);
+    xq = plan_.dynamic(id)
+             ? per_sample(
+                   in, [&](const at::Tensor& xi) { return fake_quant_act(xi, dynamic_grid(xi, bits), type); })
+             : fake_quant_act(in, plan_.grid(id), type);
   }
   {
     const profile::Scope scope(profile::conv_stage());

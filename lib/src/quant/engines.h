@@ -23,7 +23,9 @@ class QuantPlan {
   const QuantSettings& settings() const { return settings_; }
   bool quantized(int id) const { return quantized_[id]; }
   int bits(int id) const { return bits_[id]; }
+  // A layer's calibrated grid; a dynamic layer's grid is made from each input (dynamic_grid()).
   const ActGrid& grid(int id) const { return grids_[id]; }
+  bool dynamic(int id) const { return dynamic_[id]; }
   const std::vector<float>& weight_clip(int id) const { return clips_[id]; }
   // Mean bit-width over the quantized layers (for reports).
   double mean_bits() const;
@@ -31,7 +33,7 @@ class QuantPlan {
  private:
   QuantSettings settings_;
   std::vector<LayerInfo> layers_;
-  std::vector<bool> quantized_;
+  std::vector<bool> quantized_, dynamic_;
   std::vector<int> bits_;
   std::vector<ActGrid> grids_;
   std::vector<std::vector<float>> clips_;

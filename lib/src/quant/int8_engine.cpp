@@ -105,10 +105,18 @@ struct Int8Engine::Impl {
     // The input channels are given twice and the weights split in halves, w = w1 + w2 with
     // |w1|, |w2| <= 64, so that no pair of products saturates (int8_pairs_saturate()).
     bool split = false;
+    // A dynamic range: the primitive's input scale is 1 and its output float, so that each
+    // call's grid scale S multiplies the output afterwards (the activations are positively
+    // homogeneous: post(S z) = S post(z)); the bias in those units, bias / S, is given per call.
+    bool dynamic = false;
+    at::Tensor bias_f;
   };
 
   Prim& get(int id, const Conv& c, PostOp post, int next, bool sum, int64_t n, int64_t h, int64_t w) {
-    const bool out_codes = next >= 0 && !sum && plan.quantized(next);
+    const bool dynamic = plan.dynamic(id);
+    // A dynamic next layer takes floats: its grid is made from this output.
+    const bool out_codes = !dynamic && next >= 0 && !sum && plan.quantized(next) && !plan.dynamic(next);
+    sum = sum && !dynamic;
     const Key key{id,
                   plan.bits(id),
                   out_codes ? next : -1,
@@ -122,6 +130,7 @@ struct Int8Engine::Impl {
     if (it != cache.end()) return it->second;
 
     const int64_t out_c = c.weight.size(0), k = c.weight.size(2);
+    // A dynamic layer's grids all have the same qmax as the calibrated one (its bits).
     const ActGrid& in = plan.grid(id);
     const int bits = plan.bits(id);
     const at::Tensor weight = c.weight.contiguous();
@@ -137,7 +146,7 @@ struct Int8Engine::Impl {
     codes = codes.contiguous();
     const int64_t src_c = codes.size(1);
     // Accumulator units: the bias is added to the int32 sum before the output scale.
-    const at::Tensor acc_scale = w_scales * in.scale;
+    const at::Tensor acc_scale = dynamic ? w_scales : w_scales * in.scale;
     const at::Tensor bias = (c.bias / acc_scale).contiguous();
 
     p.out_codes = out_codes;
@@ -159,6 +168,8 @@ struct Int8Engine::Impl {
                                                dnnl::algorithm::convolution_direct, src_md, w_md, b_md,
                                                dst_md, {1, 1}, pad, pad);
     dnnl::primitive_attr attr;
+    p.dynamic = dynamic;
+    if (dynamic) p.bias_f = bias;
     attr.set_output_scales(1 << 1, std::vector<float>(os, os + out_c));
     attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
     if (out_codes) attr.set_zero_points(DNNL_ARG_DST, 0, {DNNL_RUNTIME_S32_VAL});
@@ -200,21 +211,40 @@ bool Int8Engine::quantizes(int id) const { return impl_->plan.quantized(id); }
 Act Int8Engine::conv(int id, const Conv& c, const Act& x, PostOp post, int next, at::Tensor* residual) {
   const QuantPlan& plan = impl_->plan;
   if (!plan.quantized(id)) return impl_->float_layers.conv(id, c, x, post, next, residual);
-  const ActGrid& g = plan.grid(id);
-  at::Tensor src =
-      x.codes && x.grid.scale == g.scale && x.grid.zero_point == g.zero_point && x.grid.qmax == g.qmax
-          ? x.t.contiguous(at::MemoryFormat::ChannelsLast)
-          : quantize_codes(x.values(), g);
+  const bool dynamic = plan.dynamic(id);
+  if (dynamic && x.t.size(0) > 1) {
+    // One frame at a time, each on its own grid; a residual is summed into its own rows.
+    if (residual && !residual->is_contiguous(at::MemoryFormat::ChannelsLast))
+      *residual = residual->contiguous(at::MemoryFormat::ChannelsLast);
+    std::vector<at::Tensor> parts;
+    Act one;
+    for (int64_t i = 0; i < x.t.size(0); ++i) {
+      Act xi = x;
+      xi.t = x.t.narrow(0, i, 1);
+      at::Tensor ri = residual ? residual->narrow(0, i, 1) : at::Tensor();
+      one = conv(id, c, xi, post, next, residual ? &ri : nullptr);
+      parts.push_back(one.t);
+    }
+    one.t = residual ? *residual : at::cat(parts, 0).contiguous(at::MemoryFormat::ChannelsLast);
+    return one;
+  }
+  const ActGrid g = dynamic ? dynamic_grid(x.values(), plan.bits(id)) : plan.grid(id);
+  at::Tensor src = !dynamic && x.codes && x.grid.scale == g.scale && x.grid.zero_point == g.zero_point &&
+                           x.grid.qmax == g.qmax
+                       ? x.t.contiguous(at::MemoryFormat::ChannelsLast)
+                       : quantize_codes(x.values(), g);
   const int64_t n = src.size(0), h = src.size(2), w = src.size(3);
   if (residual && !residual->is_contiguous(at::MemoryFormat::ChannelsLast))
     *residual = residual->contiguous(at::MemoryFormat::ChannelsLast);
   auto& p = impl_->get(id, c, post, next, residual != nullptr, n, h, w);
+  // A dynamic layer's output is scaled after the primitive, so a residual is added after it too.
+  at::Tensor* sum_into = p.dynamic ? nullptr : residual;
   if (p.split) src = at::cat({src, src}, 1).contiguous(at::MemoryFormat::ChannelsLast);
 
   const int64_t out_c = c.weight.size(0);
   Act out;
-  if (residual) {
-    out.t = *residual;
+  if (sum_into) {
+    out.t = *sum_into;
   } else {
     out.t = at::empty({n, out_c, h, w}, src.options().dtype(p.out_codes ? at::kByte : at::kFloat),
                       at::MemoryFormat::ChannelsLast);
@@ -235,9 +265,21 @@ Act Int8Engine::conv(int id, const Conv& c, const Act& x, PostOp post, int next,
                                        {DNNL_ARG_DST, dst_m},
                                        {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, zp_src_m}};
   if (p.out_codes) args.emplace(DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_DST, zp_dst_m);
+  at::Tensor bias;
+  if (p.dynamic) {
+    bias = (p.bias_f / g.scale).contiguous();
+    args[DNNL_ARG_BIAS] = memory({{out_c}, dt::f32, tag::x}, impl_->eng, bias.data_ptr<float>());
+  }
   const profile::Scope scope(profile::conv_stage());
   p.conv.execute(impl_->strm, args);
   impl_->strm.wait();
+  if (p.dynamic) {
+    out.t.mul_(g.scale);
+    if (residual) {
+      residual->add_(out.t);
+      out.t = *residual;
+    }
+  }
   return out;
 }
 

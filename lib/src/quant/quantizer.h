@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <vector>
 
 #include "qbasicvsr/quantization.h"
@@ -18,6 +19,13 @@ at::Tensor fake_quant_act(const at::Tensor& x, const ActGrid& grid);
 // The same values as `type` (the input type of the convolution that follows): on a GPU in one
 // fused kernel (CUDA builds, src/quant/cuda/fake_quant.cu), elsewhere through ATen.
 at::Tensor fake_quant_act(const at::Tensor& x, const ActGrid& grid, at::ScalarType type);
+
+// The b-bit grid of a dynamic range for x (one frame): ActGrid::spanning of its smallest and
+// largest value.
+ActGrid dynamic_grid(const at::Tensor& x, int bits);
+// f applied to each sample of x [N,...] (as [1,...]) and the results concatenated: dynamic ranges
+// are per frame, whatever else shares the batch.
+at::Tensor per_sample(const at::Tensor& x, const std::function<at::Tensor(const at::Tensor&)>& f);
 
 // Per-output-channel clip values of w [O,I,kh,kw]: `clip` when given, else max |w| per channel.
 at::Tensor weight_clip_values(const at::Tensor& w, const std::vector<float>& clip);

@@ -118,7 +118,13 @@ class TrainEngine : public Engine {
     at::Tensor in = x.values(), w = c.weight, b = c.bias;
     if (plan_.quantized(id)) {
       const int bits = plan_.bits(id);
-      in = ste_quant_act(in, l_[id], u_[id], bits);
+      in = plan_.dynamic(id) ? per_sample(in,
+                                          [&](const at::Tensor& xi) {
+                                            const ActGrid g = dynamic_grid(xi.detach(), bits);
+                                            return ste_quant_act(xi, at::scalar_tensor(g.lo()),
+                                                                 at::scalar_tensor(g.hi()), bits);
+                                          })
+                             : ste_quant_act(in, l_[id], u_[id], bits);
       w = ste_quant_weight(w, clip_[id], bits);
     }
     // bf16: mixed precision, the quantized values rounded to 8 significant bits for the product
@@ -496,6 +502,7 @@ std::string describe_option(const std::string& key, const json& v) {
   if (key == "keep_weights") return std::string("--keep-weights ") + (v == true ? "yes" : "no");
   if (key == "hessian_rounding")
     return std::string("--weight-rounding ") + (v == true ? "hessian" : "nearest");
+  if (key == "dynamic_ranges") return std::string("--dynamic-ranges ") + (v == true ? "yes" : "no");
   if (key == "ts_lba") return on_off("--no-ts-lba", "TS-LBA");
   if (key == "fg_vba") return on_off("--no-fg-vba", "FG-VBA");
   if (key == "range_search") return on_off("--no-range-search", "the range search");
@@ -689,6 +696,7 @@ std::string calibration_options_json(const CalibrationOptions& o) {
               {"target_bits", o.target_bits ? json(*o.target_bits) : json(nullptr)},
               {"sensitivity_sequences", o.sensitivity_sequences},
               {"hessian_rounding", o.hessian_rounding},
+              {"dynamic_ranges", o.dynamic_ranges},
               {"seed", o.seed}}
       .dump();
 }
@@ -750,6 +758,11 @@ Model calibrate(const Model& source, const std::vector<std::vector<Image>>& sequ
   collect_statistics(teacher, sequences, o, st);
   TsLbaThresholds th;
   QuantSettings q = initial_settings(layers, o, st, report, th);
+  // Dynamic ranges before anything measures the quantized network: the bits, the range search and
+  // distillation all see the grids the model will run with.
+  if (o.dynamic_ranges)
+    for (const std::string& name : dynamic_range_layers(fp.arch))
+      if (q.layers.count(name)) q.layers[name].dynamic = true;
   std::vector<Probe> probes;
   {
     c10::InferenceMode guard;
